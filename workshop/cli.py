@@ -1,0 +1,193 @@
+"""The ``workshop`` command line.
+
+    workshop quickstart [--profile cpu]            train on the embedded data, fill a run folder
+    workshop train --config FILE [--resume RUN]    train from a YAML config (or continue a run)
+    workshop predict RUN_OR_CHECKPOINT INPUT       masks and overlays for an image or a folder
+    workshop doctor                                versions, device, data dir, offline weights
+    workshop data generate | list | check PATH     the embedded data set, the registry, a data scan
+
+Errors a user can cause print one line (``error: ...``) and exit with status 2.
+
+Taught in: notebooks/00_setup.ipynb (doctor) and notebooks/07_training.ipynb (train)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from workshop.errors import WorkshopError
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=("smoke", "cpu", "gpu"), help="size of the run (default: $WORKSHOP_PROFILE, else from the hardware)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. --set train.lr=0.01")
+    p.add_argument("--max-minutes", type=float, help="stop cleanly (finish the step, save) after this many minutes")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="workshop", description="Hands-on image segmentation workshop.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    q = sub.add_parser("quickstart", help="train on the embedded data set and write a run folder")
+    _add_common(q)
+    q.add_argument("--run-dir", help="folder to write (default: runs/quickstart-TIMESTAMP)")
+
+    t = sub.add_parser("train", help="train from a YAML config, or resume a run")
+    _add_common(t)
+    t.add_argument("--config", help="YAML config file")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    t.add_argument("--run-dir", help="folder to write (default: runs/train-TIMESTAMP)")
+
+    p = sub.add_parser("predict", help="predict masks for an image or a folder")
+    p.add_argument("checkpoint", help="run folder (uses checkpoints/best.pt) or a .pt file")
+    p.add_argument("input", help="image file or folder of images")
+    p.add_argument("--out", default="predictions", help="output folder (default: predictions)")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+
+    sub.add_parser("doctor", help="report versions, device, data dir and offline weights")
+
+    d = sub.add_parser("data", help="the embedded data set, real data sets, data checks")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    g = dsub.add_parser("generate", help="generate (or reuse) the embedded data set")
+    g.add_argument("--profile", choices=("smoke", "cpu", "gpu"))
+    g.add_argument("--num-images", type=int)
+    g.add_argument("--image-size", type=int)
+    g.add_argument("--seed", type=int, default=0)
+    dsub.add_parser("list", help="list the embedded and downloadable data sets")
+    c = dsub.add_parser("check", help="scan a data folder and report every problem per file")
+    c.add_argument("path", help="data folder (images/ + masks/, a CSV, or a file pair layout)")
+    c.add_argument("--images-dir", default=None)
+    c.add_argument("--masks-dir", default=None)
+    c.add_argument("--task", choices=("binary", "multiclass"), default=None)
+    dl = dsub.add_parser("download", help="download a registered data set (checked by sha256)")
+    dl.add_argument("name")
+    v = dsub.add_parser("verify", help="verify a downloaded data set")
+    v.add_argument("name")
+    return parser
+
+
+def _config_from_args(args: argparse.Namespace, path: str | None = None):
+    from workshop.config import load_config
+
+    overrides = list(args.overrides)
+    if args.max_minutes is not None:
+        overrides.append(f"train.max_minutes={args.max_minutes}")
+    return load_config(path, profile=args.profile, overrides=overrides)
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from workshop.runs import summarize, train_from_config
+
+    cfg = _config_from_args(args)
+    print(f"workshop quickstart: profile {cfg.profile!r}, {cfg.train.epochs} epochs of "
+          f"{cfg.model.arch}/{cfg.model.encoder} on the embedded data set")
+    result = train_from_config(cfg, run_dir=args.run_dir)
+    print(summarize(result))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from workshop.runs import summarize, train_from_config
+
+    if not args.config and not args.resume:
+        raise WorkshopError("train needs --config FILE (or --resume RUN_DIR)")
+    cfg = _config_from_args(args, args.config)
+    result = train_from_config(cfg, run_dir=args.run_dir, resume=args.resume)
+    print(summarize(result))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from workshop.env import get_device
+    from workshop.inference import load_trained_model, predict_paths
+
+    device = get_device("auto")
+    model, state = load_trained_model(args.checkpoint, device)
+    size = state["config"]["data"]["image_size"]
+    written = predict_paths(model, args.input, args.out, size, device, args.threshold, args.alpha)
+    for w in written:
+        print(f"{w['image']} -> {w['mask']}, {w['overlay']} (foreground {w['foreground']:.1%})")
+    print(f"{len(written)} image(s) predicted into {args.out}")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from workshop.env import doctor, format_doctor
+
+    print(format_doctor(doctor()))
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from workshop.config import load_config
+
+    if args.data_command == "generate":
+        from workshop.data.synthetic import embedded_dir, ensure_dataset
+
+        cfg = load_config(profile=args.profile)
+        n = args.num_images or cfg.data.num_images
+        size = args.image_size or cfg.data.image_size
+        root = ensure_dataset(embedded_dir(n, size, args.seed), n, size, args.seed)
+        print(f"embedded data set ({n} images, {size}px, seed {args.seed}): {root}")
+        return 0
+    if args.data_command == "list":
+        from workshop.data.synthetic import default_data_dir
+
+        base = default_data_dir()
+        found = sorted(p.name for p in base.glob("embedded-*") if (p / "manifest.json").exists()) if base.exists() else []
+        print(f"data dir: {base}")
+        print("embedded (generated here): " + (", ".join(found) if found else "none yet (run: workshop data generate)"))
+        try:
+            from workshop.data import registry
+        except ImportError:
+            return 0
+        for line in registry.describe_all():
+            print(line)
+        return 0
+    if args.data_command == "check":
+        from workshop.data.check import check_path
+
+        report = check_path(args.path, images_dir=args.images_dir, masks_dir=args.masks_dir, task=args.task)
+        print(report.format())
+        return 0 if report.ok else 1
+    from workshop.data import registry
+
+    if args.data_command == "download":
+        path = registry.download(args.name)
+        print(f"{args.name}: ready in {path}")
+        return 0
+    if args.data_command == "verify":
+        print(registry.verify(args.name))
+        return 0
+    return 2
+
+
+COMMANDS = {
+    "quickstart": cmd_quickstart,
+    "train": cmd_train,
+    "predict": cmd_predict,
+    "doctor": cmd_doctor,
+    "data": cmd_data,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``workshop`` console script."""
+    args = build_parser().parse_args(argv)
+    warnings.simplefilter("default")
+    try:
+        return COMMANDS[args.command](args)
+    except (WorkshopError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""Typed configuration: defaults, profiles (smoke / cpu / gpu) and YAML files.
+
+A configuration is built in layers, each overriding the one before::
+
+    defaults  ->  profile  ->  YAML file  ->  overrides (dict or ``key=value`` strings)
+
+Every key is checked: a misspelt key is an error that lists the valid keys (and the
+closest match), and a value outside its choices names the valid choices.
+
+Example:
+    >>> cfg = load_config(profile="smoke")
+    >>> cfg.data.image_size
+    64
+    >>> cfg = load_config(profile="smoke", overrides=["train.lr=0.01"])
+    >>> cfg.train.lr
+    0.01
+
+Taught in: notebooks/01_configuration.ipynb
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from workshop.errors import ConfigError
+
+PROFILES = ("smoke", "cpu", "gpu")
+TASKS = ("binary", "multiclass")
+SOURCES = ("embedded", "folder", "csv", "human_seg", "camvid")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULERS = ("cosine", "onecycle", "step", "none")
+MONITORS = ("iou", "dice", "loss")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+# Allowed values for string fields, by "section.key".
+CHOICES: dict[str, tuple[str, ...]] = {
+    "profile": PROFILES,
+    "data.source": SOURCES,
+    "data.task": TASKS,
+    "train.optimizer": OPTIMIZERS,
+    "train.scheduler": SCHEDULERS,
+    "train.monitor": MONITORS,
+    "train.device": DEVICES,
+}
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are batched."""
+
+    source: str = "embedded"  # one of SOURCES
+    task: str = "binary"  # binary: building vs rest; multiclass: 5 classes
+    root: str | None = None  # data folder for folder / csv / real data sets
+    images_dir: str = "images"  # folder source: images sub-folder
+    masks_dir: str = "masks/binary"  # folder source: masks sub-folder (matched by file stem)
+    csv_file: str | None = None  # csv source: file with image,mask columns
+    label_map: str | None = None  # JSON of class names, ids, colours (colour masks)
+    num_images: int = 320  # embedded data set size
+    image_size: int = 128  # side of the square training crop
+    val_fraction: float = 0.2
+    batch_size: int = 16
+    num_workers: int = 0
+    ignore_index: int = 255
+    seed: int = 0  # seed of the embedded generator and of the train/val split
+
+
+@dataclass
+class AugmentConfig:
+    """Probabilities of the training augmentations (0 switches one off)."""
+
+    hflip: float = 0.5
+    vflip: float = 0.5
+    rotate90: float = 0.5
+    shift_scale_rotate: float = 0.3
+    color_jitter: float = 0.3
+    noise: float = 0.2
+
+
+@dataclass
+class ModelConfig:
+    """Which network to build (see ``workshop.models.create_model``)."""
+
+    arch: str = "unet"
+    encoder: str = "mobilenet_v2"
+    encoder_weights: str | None = "imagenet"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, schedule, loss and the stopping rules."""
+
+    epochs: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    scheduler: str = "onecycle"
+    loss: str = "dice_bce"
+    monitor: str = "iou"  # metric that picks the best checkpoint
+    threshold: float = 0.5
+    amp: bool = True  # mixed precision, used on CUDA only
+    device: str = "auto"
+    seed: int = 42
+    max_minutes: float | None = None  # stop cleanly after this many minutes
+    progress: bool = True  # tqdm progress bars
+
+
+@dataclass
+class Config:
+    """The whole configuration of a run."""
+
+    profile: str = "cpu"
+    run_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict, ready for YAML or JSON."""
+        return dataclasses.asdict(self)
+
+
+# What each profile changes relative to the defaults above (which are the cpu recipe).
+PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {
+        "data": {"num_images": 16, "image_size": 64, "batch_size": 8},
+        "train": {"epochs": 1, "progress": False},
+    },
+    "cpu": {},
+    "gpu": {
+        "data": {"num_images": 1000, "image_size": 256, "batch_size": 32, "num_workers": 2},
+        "model": {"encoder": "resnet34"},
+        "train": {"epochs": 25, "lr": 1e-3},
+    },
+}
+
+
+def resolve_profile(name: str | None = None) -> str:
+    """Pick the profile: the argument, else ``$WORKSHOP_PROFILE``, else the hardware.
+
+    Args:
+        name: ``"smoke"``, ``"cpu"``, ``"gpu"`` or None.
+
+    Returns:
+        The profile name; without a choice, ``"gpu"`` when CUDA is available, else ``"cpu"``.
+
+    Raises:
+        ConfigError: the name is not a profile (the message lists the profiles).
+    """
+    chosen = name or os.environ.get("WORKSHOP_PROFILE") or None
+    if chosen is None:
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    if chosen not in PROFILES:
+        source = "WORKSHOP_PROFILE" if not name else "profile"
+        raise ConfigError(f"unknown {source} {chosen!r}; valid profiles: {', '.join(PROFILES)}")
+    return chosen
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    profile: str | None = None,
+    overrides: dict[str, Any] | list[str] | None = None,
+) -> Config:
+    """Build a checked ``Config`` from defaults, a profile, a YAML file and overrides.
+
+    Args:
+        path: optional YAML file with any subset of the keys (nested by section).
+            A ``profile:`` key in the file is used when ``profile`` is not given.
+        profile: ``smoke`` / ``cpu`` / ``gpu``; default: see ``resolve_profile``.
+        overrides: nested dict, or ``["train.lr=0.01", ...]`` strings (values parsed as YAML).
+
+    Returns:
+        The configuration.
+
+    Raises:
+        ConfigError: unknown key (lists valid keys), wrong type, or value not among the choices.
+        FileNotFoundError: ``path`` does not exist (the message names it).
+    """
+    from_file: dict[str, Any] = {}
+    if path is not None:
+        from_file = _read_yaml(Path(path))
+    profile = resolve_profile(profile or from_file.get("profile"))
+    merged: dict[str, Any] = {"profile": profile}
+    _deep_update(merged, copy.deepcopy(PROFILE_OVERRIDES[profile]))
+    _deep_update(merged, {k: v for k, v in from_file.items() if k != "profile"})
+    if overrides:
+        _deep_update(merged, _parse_overrides(overrides))
+    return _build(Config, merged, prefix="")
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> Path:
+    """Write ``cfg`` as YAML (the file round-trips through ``load_config``)."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return path
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def _parse_overrides(overrides: dict[str, Any] | list[str]) -> dict[str, Any]:
+    if isinstance(overrides, dict):
+        return overrides
+    nested: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        dotted, raw = item.split("=", 1)
+        node = nested
+        *parents, leaf = dotted.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return nested
+
+
+def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [key for key in values if key not in names]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(str(key), names, n=1)
+        hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+        raise ConfigError(
+            f"unknown config key '{prefix}{key}'{hint}; valid keys in "
+            f"{prefix.rstrip('.') or 'the top level'}: {', '.join(names)}"
+        )
+    kwargs = {}
+    for name, value in values.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, prefix=f"{prefix}{name}.")
+        else:
+            kwargs[name] = _check_value(f"{prefix}{name}", value, hint)
+    return cls(**kwargs)
+
+
+def _check_value(key: str, value: Any, hint: Any) -> Any:
+    allowed = [a for a in typing.get_args(hint)] or [hint]
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise ConfigError(f"{key} must not be empty")
+    if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in allowed:
+        return None
+    if bool in allowed:
+        if isinstance(value, bool):
+            return value
+    elif int in allowed and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    elif float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    elif str in allowed and isinstance(value, str):
+        choices = CHOICES.get(key)
+        if choices and value not in choices:
+            raise ConfigError(f"{key}={value!r} is not valid; choose one of: {', '.join(choices)}")
+        return value
+    expected = " or ".join(getattr(a, "__name__", str(a)) for a in allowed)
+    raise ConfigError(f"{key}={value!r} has the wrong type; expected {expected}")

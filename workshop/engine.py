@@ -1,0 +1,471 @@
+"""Training and validation loops: ``train_one_epoch``, ``evaluate``, ``fit``, checkpoints.
+
+What ``fit`` guarantees:
+    * the best checkpoint (by the monitored validation metric) and the last one are written
+      atomically (write to a temporary file, then rename), so a crash never leaves a corrupt file;
+    * a non-finite loss stops the run with a message naming the likely causes, before anything
+      is saved from the broken model: the last good checkpoint stays;
+    * ``max_minutes`` ends the run cleanly: the current step finishes, the model is evaluated
+      and saved;
+    * Ctrl-C / a kernel interrupt saves ``interrupted.pt`` and keeps ``last.pt`` of the last
+      finished epoch; ``fit(..., resume=RUN_DIR)`` continues with the same optimiser,
+      scheduler, epoch, history and random streams;
+    * every epoch re-seeds the shuffle, the augmentations and torch from ``seed + epoch``, so
+      two runs with the same seed give the same history on the CPU, resumed or not.
+
+Shape:
+    batch["image"] (N, 3, H, W) float32, batch["mask"] (N, H, W) int64 -> logits (N, C, H, W).
+
+Taught in: notebooks/06_train_val_functions.ipynb (the loops) and notebooks/07_training.ipynb (fit)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from workshop.errors import TrainingError, WorkshopError
+from workshop.metrics import SegmentationMetrics
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def _progress(iterable, enabled: bool, desc: str, total: int | None = None):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+def _non_finite_message(loss: torch.Tensor, masks: torch.Tensor, optimizer: torch.optim.Optimizer, where: str) -> str:
+    values = torch.unique(masks).tolist()
+    shown = ", ".join(str(v) for v in values[:10]) + (", ..." if len(values) > 10 else "")
+    lr = optimizer.param_groups[0].get("lr")
+    return (
+        f"loss became {loss.item()} at {where}. Likely causes: a learning rate too high "
+        f"(lr={lr:.3g}; try 10x lower), mask values that are not class ids (this batch has {{{shown}}}), "
+        "or images that were not normalised. The last good checkpoint is kept."
+    )
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str = "cpu",
+    scheduler: Any | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    metrics: SegmentationMetrics | None = None,
+    progress: bool = False,
+    deadline: float | None = None,
+    epoch: int = 0,
+) -> dict[str, float]:
+    """Train for one pass over ``loader``.
+
+    Args:
+        model: returns logits (N, C, H, W).
+        loader: yields ``{"image", "mask"}`` batches.
+        loss_fn: ``loss_fn(logits, masks) -> scalar``.
+        optimizer: the optimiser.
+        device: where to compute.
+        scheduler: stepped after every batch (per-step schedules), or None.
+        scaler: a ``GradScaler`` for mixed precision on CUDA, or None.
+        metrics: accumulates training IoU / Dice from the batches' predictions, or None.
+        progress: show a tqdm bar.
+        deadline: ``time.monotonic()`` value after which the loop stops after the current step.
+        epoch: epoch number, for messages.
+
+    Returns:
+        ``{"loss": mean loss over samples, "steps": batches done, "stopped_early": 0/1}``
+        plus ``iou``/``dice`` when ``metrics`` is given.
+
+    Raises:
+        TrainingError: the loss is NaN or infinite.
+    """
+    device = torch.device(device)
+    model.train()
+    total, count, steps, stopped = 0.0, 0, 0, 0
+    if metrics is not None:
+        metrics.reset()
+    for batch in _progress(loader, progress, f"epoch {epoch} train"):
+        images = batch["image"].to(device, non_blocking=True)
+        masks = batch["mask"].to(device, non_blocking=True)
+        with _autocast(device, scaler is not None):
+            logits = model(images)
+            loss = loss_fn(logits, masks)
+        if not torch.isfinite(loss):
+            raise TrainingError(_non_finite_message(loss, masks, optimizer, f"epoch {epoch}, step {steps}"))
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        n = images.shape[0]
+        total += loss.item() * n
+        count += n
+        steps += 1
+        if metrics is not None:
+            metrics.update(logits.detach().float(), masks)
+        if deadline is not None and time.monotonic() >= deadline:
+            stopped = 1
+            break
+    out = {"loss": total / max(count, 1), "steps": float(steps), "stopped_early": float(stopped)}
+    if metrics is not None and count:
+        result = metrics.compute()
+        out.update(iou=float(result["iou"]), dice=float(result["dice"]))
+    return out
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: nn.Module | None,
+    device: torch.device | str = "cpu",
+    num_classes: int = 2,
+    threshold: float = 0.5,
+    ignore_index: int | None = 255,
+    progress: bool = False,
+    class_names: list[str] | None = None,
+) -> dict[str, Any]:
+    """Validation: mean loss and confusion-matrix metrics over the whole loader.
+
+    Args:
+        num_classes: classes of the task (binary: 2, although the model has one output channel).
+
+    Returns:
+        ``{"loss", "iou", "dice", "pixel_accuracy", "per_class_iou", "per_class_dice"}``; IoU and Dice
+        are computed from one confusion matrix over all pixels of the data set (binary: the
+        foreground class; multiclass: mean over classes that occur).
+    """
+    device = torch.device(device)
+    model.eval()
+    metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index, threshold=threshold, class_names=class_names)
+    total, count = 0.0, 0
+    for batch in _progress(loader, progress, "validate"):
+        images = batch["image"].to(device, non_blocking=True)
+        masks = batch["mask"].to(device, non_blocking=True)
+        logits = model(images).float()
+        if loss_fn is not None:
+            total += loss_fn(logits, masks).item() * images.shape[0]
+        count += images.shape[0]
+        metrics.update(logits, masks)
+    result = dict(metrics.compute())
+    result["loss"] = total / max(count, 1) if loss_fn is not None else float("nan")
+    return result
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``state`` with ``torch.save`` atomically: a temporary file in the same folder, then a rename.
+
+    Raises:
+        WorkshopError: the folder cannot be written (read-only, disk full); the message names it.
+            Files saved before are left as they were.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise WorkshopError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise WorkshopError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by ``save_checkpoint``.
+
+    Raises:
+        WorkshopError: missing or unreadable file (named in the message).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WorkshopError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # corrupt pickles raise many different types
+        raise WorkshopError(f"checkpoint {path} cannot be read ({type(exc).__name__}: {exc})") from None
+
+
+def write_json_atomic(data: Any, path: str | os.PathLike) -> Path:
+    """Write JSON via a temporary file and a rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=_json_default))
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise WorkshopError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns: the per-epoch history and where things were saved."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+    run_dir: Path | None = None
+    stopped_reason: str = "finished"
+
+    @property
+    def best_checkpoint(self) -> Path | None:
+        return self.run_dir / CHECKPOINT_DIR / "best.pt" if self.run_dir else None
+
+
+def _seed_epoch(seed: int, epoch: int, loader: DataLoader) -> None:
+    """Give epoch ``epoch`` its own random streams, derived from ``seed`` alone."""
+    s = seed * 1000 + epoch
+    random.seed(s)
+    np.random.seed(s % (2**32))
+    torch.manual_seed(s)
+    generator = getattr(loader, "generator", None)
+    if generator is not None:
+        generator.manual_seed(s)
+    transform = getattr(getattr(loader, "dataset", None), "transform", None)
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(s)
+
+
+def _is_better(value: float, best: float | None, monitor: str) -> bool:
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value < best if monitor == "loss" else value > best
+
+
+def fit(
+    model: nn.Module,
+    train_loader: DataLoader,
+    val_loader: DataLoader,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    device: torch.device | str = "cpu",
+    scheduler: Any | None = None,
+    run_dir: str | os.PathLike | None = None,
+    num_classes: int = 2,
+    monitor: str = "iou",
+    threshold: float = 0.5,
+    ignore_index: int | None = 255,
+    amp: bool = True,
+    max_minutes: float | None = None,
+    seed: int = 42,
+    progress: bool = False,
+    resume: str | os.PathLike | None = None,
+    on_epoch_end: Callable[[list[dict[str, Any]]], None] | None = None,
+    extra_state: dict[str, Any] | None = None,
+) -> FitResult:
+    """Train for ``epochs`` epochs, validating after each and keeping the best checkpoint.
+
+    Args:
+        model, train_loader, val_loader, loss_fn, optimizer: the usual pieces.
+        epochs: total number of epochs (a resumed run continues up to this number).
+        scheduler: per-step LR schedule (stepped after every batch), or None.
+        run_dir: where ``checkpoints/{best,last}.pt`` and ``metrics.json`` go; None saves nothing.
+        num_classes: classes of the task (binary: 2).
+        monitor: ``"iou"``, ``"dice"`` (higher is better) or ``"loss"`` (lower is better).
+        amp: mixed precision (float16 autocast + GradScaler) when the device is CUDA.
+        max_minutes: wall-clock budget; the run stops cleanly when it is used up.
+        seed: base seed; epoch e uses ``seed * 1000 + e`` for shuffle, augmentations and torch.
+        resume: a run folder (or a checkpoint file) to continue from.
+        on_epoch_end: called with the history after every epoch (e.g. a live plot).
+        extra_state: stored in every checkpoint (e.g. the config, class names).
+
+    Returns:
+        ``FitResult`` with the history (one dict per epoch: train/val loss, IoU, Dice, lr, times).
+
+    Raises:
+        TrainingError: non-finite loss (the last good checkpoint is kept).
+    """
+    if monitor not in ("iou", "dice", "loss"):
+        raise ValueError(f"monitor must be one of: iou, dice, loss (got {monitor!r})")
+    device = torch.device(device)
+    model.to(device)
+    scaler = torch.amp.GradScaler("cuda") if (amp and device.type == "cuda") else None
+    run_path = Path(run_dir) if run_dir is not None else None
+    ckpt_dir = run_path / CHECKPOINT_DIR if run_path else None
+    result = FitResult(run_dir=run_path)
+    best_value: float | None = None
+    start_epoch = 1
+
+    if resume is not None:
+        state = load_checkpoint(_resume_file(resume), map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler") is not None:
+            scaler.load_state_dict(state["scaler"])
+        result.history = list(state.get("history", []))
+        result.best = state.get("best")
+        best_value = state.get("best_value")
+        start_epoch = int(state["epoch"]) + 1
+
+    def state_dict(epoch: int, **more: Any) -> dict[str, Any]:
+        return {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "epoch": epoch,
+            "history": result.history,
+            "best": result.best,
+            "best_value": best_value,
+            "monitor": monitor,
+            "num_classes": num_classes,
+            **(extra_state or {}),
+            **more,
+        }
+
+    deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
+    t_run = time.monotonic()
+    prior_elapsed = result.history[-1]["elapsed_s"] if result.history else 0.0
+    train_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index, threshold=threshold)
+    epoch = start_epoch - 1
+    try:
+        for epoch in range(start_epoch, epochs + 1):
+            _seed_epoch(seed, epoch, train_loader)
+            t0 = time.monotonic()
+            train = train_one_epoch(
+                model, train_loader, loss_fn, optimizer, device, scheduler, scaler,
+                metrics=train_metrics, progress=progress, deadline=deadline, epoch=epoch,
+            )
+            t_train = time.monotonic() - t0
+            val = evaluate(model, val_loader, loss_fn, device, num_classes, threshold, ignore_index, progress)
+            record = {
+                "epoch": epoch,
+                "train_loss": train["loss"],
+                "train_iou": train.get("iou"),
+                "train_dice": train.get("dice"),
+                "val_loss": val["loss"],
+                "val_iou": val["iou"],
+                "val_dice": val["dice"],
+                "lr": optimizer.param_groups[0]["lr"],
+                "train_time_s": round(t_train, 3),
+                "epoch_time_s": round(time.monotonic() - t0, 3),
+                "elapsed_s": round(prior_elapsed + time.monotonic() - t_run, 3),
+                "partial": bool(train["stopped_early"]),
+            }
+            result.history.append(record)
+            value = val[monitor]
+            if _is_better(value, best_value, monitor):
+                best_value = value
+                result.best = dict(record)
+                if ckpt_dir:
+                    save_checkpoint(state_dict(epoch), ckpt_dir / "best.pt")
+            if ckpt_dir:
+                save_checkpoint(state_dict(epoch), ckpt_dir / "last.pt")
+                write_json_atomic({"history": result.history, "best": result.best, "monitor": monitor}, run_path / "metrics.json")
+            if on_epoch_end is not None:
+                on_epoch_end(result.history)
+            if train["stopped_early"]:
+                result.stopped_reason = f"time budget of {max_minutes} min reached"
+                break
+    except KeyboardInterrupt:
+        result.stopped_reason = "interrupted"
+        if ckpt_dir:
+            save_checkpoint(state_dict(epoch - 1, interrupted=True), ckpt_dir / "interrupted.pt")
+            last = ckpt_dir / "last.pt"
+            print(
+                f"Interrupted during epoch {epoch}. Saved {ckpt_dir / 'interrupted.pt'}; "
+                f"{'resume from ' + str(last) if last.exists() else 'no epoch had finished yet'}"
+                f" with --resume {run_path}"
+            )
+    return result
+
+
+def _resume_file(resume: str | os.PathLike) -> Path:
+    path = Path(resume)
+    if path.is_file():
+        return path
+    for name in ("last.pt", "interrupted.pt"):
+        candidate = path / CHECKPOINT_DIR / name
+        if candidate.is_file():
+            return candidate
+    raise WorkshopError(f"nothing to resume in {path}: no {CHECKPOINT_DIR}/last.pt or interrupted.pt")
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """``adam`` / ``adamw`` / ``sgd`` over the trainable parameters.
+
+    Taught in: notebooks/07_training.ipynb
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of: adam, adamw, sgd")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, name: str, lr: float, epochs: int, steps_per_epoch: int):
+    """A per-step LR schedule: ``onecycle``, ``cosine``, ``step`` (x0.1 every third of the run) or ``none``.
+
+    Taught in: notebooks/07_training.ipynb
+    """
+    total = max(1, epochs * steps_per_epoch)
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total, pct_start=0.15)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, total // 3), gamma=0.1)
+    if name == "none":
+        return None
+    raise ValueError(f"unknown scheduler {name!r}; choose one of: onecycle, cosine, step, none")

@@ -1,0 +1,126 @@
+"""Prediction: image -> probabilities -> mask -> overlay PNG, for one image or a folder.
+
+Taught in: notebooks/08_inference.ipynb
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from workshop.augment import get_inference_transform
+from workshop.data.io import list_images, read_image
+from workshop.errors import DataError, WorkshopError
+
+
+def load_trained_model(checkpoint: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model saved by ``fit`` (through ``train_from_config``) and load its weights.
+
+    Returns:
+        (model in eval mode, checkpoint dict: ``config``, ``class_names``, ``history`` ...).
+    """
+    from workshop.config import load_config
+    from workshop.engine import load_checkpoint
+    from workshop.models import create_model
+
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / "checkpoints" / "best.pt"
+    state = load_checkpoint(path, map_location=device)
+    if "config" not in state:
+        raise WorkshopError(f"{path} has no config; it was not written by `workshop train`")
+    cfg = load_config(overrides=state["config"], profile=state["config"].get("profile"))
+    out_channels = 1 if cfg.data.task == "binary" else len(state["class_names"])
+    model = create_model(cfg.model.arch, cfg.model.encoder, None, out_channels)
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), state
+
+
+@torch.no_grad()
+def predict_probabilities(model: nn.Module, image: np.ndarray, image_size: int, device: torch.device | str = "cpu") -> np.ndarray:
+    """Class probabilities for one image, at the image's own size.
+
+    Args:
+        image: (H, W, 3) uint8.
+        image_size: the side the model was trained at (the image is resized to it and back).
+
+    Returns:
+        (C, H, W) float32: C == 1 (foreground probability) for binary models, else softmax.
+    """
+    tensor = get_inference_transform(image_size)(image=image)["image"].unsqueeze(0).to(device)
+    model.eval()
+    logits = model(tensor).float()
+    logits = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)
+    probs = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+    return probs[0].cpu().numpy()
+
+
+def probabilities_to_mask(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """(C, H, W) probabilities -> (H, W) int64 class ids (binary: ``p > threshold``)."""
+    if probs.shape[0] == 1:
+        return (probs[0] > threshold).astype(np.int64)
+    return probs.argmax(axis=0).astype(np.int64)
+
+
+def predict_image(model: nn.Module, image: np.ndarray, image_size: int, device="cpu", threshold: float = 0.5) -> np.ndarray:
+    """Predicted class ids for one image at its own size. Shape: (H, W, 3) uint8 -> (H, W) int64."""
+    return probabilities_to_mask(predict_probabilities(model, image, image_size, device), threshold)
+
+
+def save_mask_png(mask: np.ndarray, path: str | os.PathLike, binary_as_255: bool = True) -> Path:
+    """Write a mask PNG: binary masks as 0/255 (visible in any viewer), class ids as they are."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = mask.astype(np.uint8)
+    if binary_as_255 and out.max(initial=0) <= 1:
+        out = out * 255
+    Image.fromarray(out, mode="L").save(path)
+    return path
+
+
+def predict_paths(
+    model: nn.Module,
+    inputs: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    image_size: int,
+    device: torch.device | str = "cpu",
+    threshold: float = 0.5,
+    alpha: float = 0.5,
+) -> list[dict[str, Any]]:
+    """Predict every image of a file or folder; write ``NAME_mask.png`` and ``NAME_overlay.png``.
+
+    Returns:
+        One dict per image: ``image``, ``mask``, ``overlay`` paths and the foreground fraction.
+
+    Raises:
+        DataError: the input does not exist or holds no images; an unreadable image names itself.
+    """
+    from workshop.viz import overlay
+
+    src = Path(inputs)
+    if src.is_dir():
+        files = list_images(src)
+        if not files:
+            raise DataError(f"no images in {src}")
+    elif src.is_file():
+        files = [src]
+    else:
+        raise DataError(f"input not found: {src}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for f in files:
+        image = read_image(f)
+        mask = predict_image(model, image, image_size, device, threshold)
+        mask_path = save_mask_png(mask, out / f"{f.stem}_mask.png")
+        overlay_path = out / f"{f.stem}_overlay.png"
+        Image.fromarray(overlay(image, mask, alpha)).save(overlay_path)
+        written.append({"image": str(f), "mask": str(mask_path), "overlay": str(overlay_path), "foreground": float((mask > 0).mean())})
+    return written

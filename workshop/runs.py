@@ -1,0 +1,168 @@
+"""A whole training run from a config: data, model, loss, optimiser, ``fit``, and the run folder.
+
+The run folder holds::
+
+    config.yaml              the configuration used
+    checkpoints/best.pt      best model by the monitored validation metric (and last.pt)
+    metrics.json             per epoch: train/val loss, IoU, Dice, learning rate, wall time
+    curves.png               loss and IoU curves
+    predictions.png          image / ground truth / prediction for validation images
+
+Taught in: notebooks/07_training.ipynb
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from workshop.config import Config, load_config, save_config
+from workshop.engine import FitResult, fit, make_optimizer, make_scheduler
+from workshop.env import get_device, seed_everything
+
+
+def new_run_dir(base: str | os.PathLike, name: str = "run") -> Path:
+    """A fresh, time-stamped folder under ``base`` (never reuses an existing one)."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = Path(base) / f"{name}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(base) / f"{name}-{stamp}-{n}"
+    return path
+
+
+def build_model(cfg: Config, num_classes: int):
+    """The model of ``cfg`` with the output channels of the task (binary: 1)."""
+    from workshop.models import create_model
+
+    out_channels = 1 if cfg.data.task == "binary" else num_classes
+    return create_model(cfg.model.arch, cfg.model.encoder, cfg.model.encoder_weights, out_channels)
+
+
+def train_from_config(
+    cfg: Config,
+    run_dir: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    on_epoch_end: Callable[[list[dict[str, Any]]], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> FitResult:
+    """Train the model that ``cfg`` describes and fill a run folder.
+
+    Args:
+        cfg: the configuration.
+        run_dir: the folder to fill (default: a new one under ``cfg.run_dir``).
+        resume: a run folder to continue (its config is used; ``run_dir`` is that folder).
+        on_epoch_end: callback with the history after each epoch.
+        log: where progress lines go (``print``; pass ``lambda s: None`` for silence).
+
+    Returns:
+        The ``FitResult`` (history, best epoch, run folder).
+    """
+    from workshop.data.loaders import class_names, make_loaders, resolve_pairs
+    from workshop.losses import create_loss
+
+    if resume is not None:
+        run_path = Path(resume)
+        cfg = load_config(run_path / "config.yaml", overrides=_budget_overrides(cfg))
+    else:
+        run_path = Path(run_dir) if run_dir else new_run_dir(cfg.run_dir, "quickstart" if cfg.data.source == "embedded" else "train")
+    device = get_device(cfg.train.device)
+    seed_everything(cfg.train.seed)
+    t0 = time.monotonic()
+    train_loader, val_loader = make_loaders(cfg, device)
+    log(f"data: {len(train_loader.dataset)} training / {len(val_loader.dataset)} validation images "
+        f"({cfg.data.source}, {cfg.data.task}, {cfg.data.image_size}px) ready in {time.monotonic() - t0:.1f}s")
+    label_map = resolve_pairs(cfg)[1] if cfg.data.task == "multiclass" else None
+    names = list(class_names(cfg, label_map))
+    num_classes = len(names)
+    model = build_model(cfg, num_classes)
+    log(f"model: {cfg.model.arch} / {cfg.model.encoder}, weights: {getattr(model, 'weights_source', cfg.model.encoder_weights)}; device: {device}")
+    loss_fn = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index)
+    optimizer = make_optimizer(model, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
+    scheduler = make_scheduler(optimizer, cfg.train.scheduler, cfg.train.lr, cfg.train.epochs, len(train_loader))
+    run_path.mkdir(parents=True, exist_ok=True)
+    if resume is None:
+        save_config(cfg, run_path / "config.yaml")
+
+    def report(history: list[dict[str, Any]]) -> None:
+        h = history[-1]
+        log(f"epoch {h['epoch']:>3}/{cfg.train.epochs}  train loss {h['train_loss']:.4f}  "
+            f"val loss {h['val_loss']:.4f}  val IoU {h['val_iou']:.4f}  val Dice {h['val_dice']:.4f}  "
+            f"({h['epoch_time_s']:.1f}s)")
+        if on_epoch_end is not None:
+            on_epoch_end(history)
+
+    result = fit(
+        model, train_loader, val_loader, loss_fn, optimizer, cfg.train.epochs, device,
+        scheduler=scheduler, run_dir=run_path, num_classes=num_classes, monitor=cfg.train.monitor,
+        threshold=cfg.train.threshold, ignore_index=cfg.data.ignore_index, amp=cfg.train.amp,
+        max_minutes=cfg.train.max_minutes, seed=cfg.train.seed, progress=cfg.train.progress,
+        resume=resume, on_epoch_end=report,
+        extra_state={"config": cfg.to_dict(), "class_names": names},
+    )
+    if result.history:
+        write_run_figures(result, model, val_loader, device)
+    return result
+
+
+def _budget_overrides(cfg: Config) -> dict[str, Any]:
+    """On resume, keep the saved config but let the new time budget and epochs apply."""
+    return {"train": {"max_minutes": cfg.train.max_minutes}}
+
+
+def write_run_figures(result: FitResult, model, val_loader, device, rows: int = 6) -> None:
+    """``curves.png`` and ``predictions.png`` (best checkpoint on the first validation images)."""
+    from workshop.augment import denormalize
+    from workshop.engine import load_checkpoint
+    from workshop.metrics import logits_to_labels
+    from workshop.viz import plot_history, save_figure, show_samples
+
+    run = result.run_dir
+    save_figure(plot_history(result.history), run / "curves.png")
+    best = run / "checkpoints" / "best.pt"
+    if best.is_file():
+        model.load_state_dict(load_checkpoint(best, map_location=device)["model"])
+    model.eval()
+    images, masks, preds = [], [], []
+    with torch.no_grad():
+        for batch in val_loader:
+            logits = model(batch["image"].to(device)).float()
+            labels = logits_to_labels(logits).cpu().numpy()
+            for i in range(batch["image"].shape[0]):
+                images.append(denormalize(batch["image"][i]))
+                masks.append(batch["mask"][i].numpy())
+                preds.append(labels[i])
+            if len(images) >= rows:
+                break
+    save_figure(show_samples(images[:rows], masks[:rows], preds[:rows]), run / "predictions.png")
+
+
+def quickstart(profile: str | None = None, run_dir: str | os.PathLike | None = None, overrides=None, log=print) -> FitResult:
+    """The README's main job: embedded data, the profile's recipe, a filled run folder.
+
+    Taught in: notebooks/07_training.ipynb
+    """
+    cfg = load_config(profile=profile, overrides=overrides)
+    log(f"workshop quickstart: profile {cfg.profile!r}, {cfg.train.epochs} epochs")
+    return train_from_config(cfg, run_dir=run_dir, log=log)
+
+
+def summarize(result: FitResult) -> str:
+    """A few lines naming the best epoch and the files of the run."""
+    run = result.run_dir
+    best = result.best or {}
+    lines = [
+        f"finished ({result.stopped_reason}): best epoch {best.get('epoch')} "
+        f"val IoU {best.get('val_iou', float('nan')):.4f}, val Dice {best.get('val_dice', float('nan')):.4f}",
+        f"run folder: {run}",
+    ]
+    for name in ("config.yaml", "metrics.json", "checkpoints/best.pt", "curves.png", "predictions.png"):
+        if (run / name).exists():
+            lines.append(f"  {run / name}")
+    return "\n".join(lines)

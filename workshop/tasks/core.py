@@ -1,0 +1,145 @@
+"""The exercise machinery: one ``Exercise`` object per exercise, with stub, checks, hints, reference.
+
+In a notebook an exercise takes three cells::
+
+    # 1. the stub (the learner fills it in); identical to ``exercise.stub``
+    def dice_loss(logits, target, smooth=1.0):
+        raise NotImplementedError("your code here")
+
+    # 2. check it and carry on with a working implementation
+    dice_loss = ex.dice_loss.check(dice_loss)
+
+    # 3. (any time) ex.dice_loss.hint(1), ex.dice_loss.hint(2), ex.dice_loss.solution()
+
+``check`` prints one short verdict: what was expected, what was found, which hint to read. It
+returns the learner's function when every check passes, otherwise the reference, and says so
+out loud, so a stuck learner can still finish the notebook. The verdict lines are deterministic,
+so nbval can compare them with the outputs stored in the notebook and tell which exercises pass.
+
+Taught in: every notebook with exercises (02 to 10); the machinery itself is explained in
+notebooks/02_augmentation.ipynb.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import textwrap
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+PASS_MARK = "PASS"
+FAIL_MARK = "FAIL"
+
+
+class CheckFailure(AssertionError):
+    """Raised by a check; carries what was expected, what was found and the hint to read."""
+
+    def __init__(self, expected: str, found: str, hint: int | None = None) -> None:
+        super().__init__(f"expected {expected}; found {found}")
+        self.expected = expected
+        self.found = found
+        self.hint = hint
+
+
+@dataclass
+class Check:
+    """One behaviour to test: ``run(candidate)`` raises ``CheckFailure`` when it is not met."""
+
+    name: str
+    run: Callable[[Any], None]
+
+
+@dataclass
+class Verdict:
+    """The outcome of ``Exercise.check``: truthy when every check passed."""
+
+    exercise: str
+    passed: bool
+    failed_check: str | None = None
+    message: str = ""
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+@dataclass
+class Exercise:
+    """An exercise, defined once: the stub, the checks, the hints and the reference answer.
+
+    Args:
+        name: the name of the function or class the learner writes (``dice_loss``).
+        notebook: the notebook that teaches it.
+        stub: the exact source of the notebook's stub cell.
+        reference: the working implementation (the library's own code).
+        checks: behaviours tested in order; the first failure is reported.
+        hints: increasingly specific hints (``hint(1)`` is the gentlest).
+    """
+
+    name: str
+    notebook: str
+    stub: str
+    reference: Callable[..., Any]
+    checks: list[Check]
+    hints: list[str]
+    last: Verdict | None = field(default=None, repr=False)
+
+    def run_checks(self, candidate: Any) -> Verdict:
+        """Run the checks silently and return the verdict."""
+        for check in self.checks:
+            try:
+                check.run(candidate)
+            except CheckFailure as failure:
+                hint = f" Read {self.name}.hint({failure.hint})." if failure.hint else ""
+                return Verdict(self.name, False, check.name, f"{check.name}: expected {failure.expected}; found {failure.found}.{hint}")
+            except NotImplementedError:
+                return Verdict(self.name, False, check.name, f"not implemented yet (the stub still raises NotImplementedError). Read {self.name}.hint(1).")
+            except Exception as exc:  # the learner's code crashed: say where, briefly
+                where = _last_frame(exc)
+                return Verdict(self.name, False, check.name, f"{check.name}: your code raised {type(exc).__name__}: {exc}{where}")
+        return Verdict(self.name, True, None, f"all {len(self.checks)} checks pass")
+
+    def check(self, candidate: Any) -> Any:
+        """Check ``candidate``, print the verdict, and return what the notebook should use next.
+
+        Returns:
+            ``candidate`` when every check passes, else the reference implementation.
+        """
+        verdict = self.run_checks(candidate)
+        self.last = verdict
+        if verdict.passed:
+            print(f"{PASS_MARK} {self.name}: {verdict.message}. Using your {self.name}.")
+            return candidate
+        print(f"{FAIL_MARK} {self.name}: {verdict.message}")
+        print(f"The notebook goes on with the reference {self.name} (see {self.name}.solution()).")
+        return self.reference
+
+    def hint(self, n: int = 1) -> None:
+        """Print hint ``n`` (1 is the gentlest; the last one nearly gives the answer)."""
+        if not 1 <= n <= len(self.hints):
+            raise ValueError(f"{self.name} has hints 1..{len(self.hints)}, not {n}")
+        print(f"Hint {n}/{len(self.hints)} for {self.name}: {self.hints[n - 1]}")
+
+    def solution(self) -> str:
+        """Print (and return) the reference implementation's source."""
+        source = textwrap.dedent(inspect.getsource(self.reference))
+        print(source)
+        return source
+
+
+def _last_frame(exc: BaseException) -> str:
+    """`` (line N: code)`` of the deepest frame in the learner's own code, if any."""
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__)
+        if "site-packages" not in f.filename and f"{os.sep}workshop{os.sep}" not in f.filename
+    ]
+    if not frames or not frames[-1].line:
+        return ""
+    return f" (line {frames[-1].lineno}: {frames[-1].line})"
+
+
+def expect(condition: bool, expected: str, found: str | Callable[[], str], hint: int | None = None) -> None:
+    """Raise ``CheckFailure`` unless ``condition``; ``found`` may be a callable computed only on failure."""
+    if not condition:
+        raise CheckFailure(expected, found() if callable(found) else found, hint)

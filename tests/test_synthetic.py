@@ -122,7 +122,8 @@ def test_masks_rerender_from_labels(dataset):
         objects = load_polygon_labels(dataset / "labels" / f"{stem}.json")["objects"]
         semantic = render_semantic_mask(objects, SIZE, SIZE, CLASS_TO_ID)
         np.testing.assert_array_equal(load_mask(dataset, "multiclass", stem), semantic)
-        np.testing.assert_array_equal(load_mask(dataset, "instance", stem), render_instance_id_mask(objects, SIZE, SIZE))
+        instance = render_instance_id_mask(objects, SIZE, SIZE)
+        np.testing.assert_array_equal(load_mask(dataset, "instance", stem), instance)
 
 
 def test_binary_and_instance_masks_agree_with_multiclass(dataset):

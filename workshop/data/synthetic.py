@@ -171,7 +171,7 @@ def _clip_polygon(xy: np.ndarray, low: float, high: float) -> np.ndarray:
                 prev_in = previous[axis] >= bound if keep_above else previous[axis] <= bound
                 if cur_in != prev_in:
                     t = (bound - previous[axis]) / (current[axis] - previous[axis])
-                    crossing = [previous[0] + t * (current[0] - previous[0]), previous[1] + t * (current[1] - previous[1])]
+                    crossing = [previous[k] + t * (current[k] - previous[k]) for k in (0, 1)]
                     crossing[axis] = bound
                     clipped.append((crossing[0], crossing[1]))
                 if cur_in:
@@ -427,9 +427,12 @@ def _footprint(rng: np.random.Generator, side: float, min_side: float) -> tuple[
     return _rectangle(long_side, short_side), "rectangle"
 
 
-def _shadow_mask(outline: np.ndarray, offset: np.ndarray, size: int) -> np.ndarray:
-    """Area swept by ``outline`` moved along ``offset``: the footprint, its shifted copy and the quads between."""
-    canvas = Image.new("L", (size, size), 0)
+def _shadow_mask(outline: np.ndarray, offset: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Area swept by ``outline`` moved along ``offset``: the footprint, its shifted copy and the quads between.
+
+    Used for shadows and spacing only (labels never come from it), so it may be drawn on a crop.
+    """
+    canvas = Image.new("L", (shape[1], shape[0]), 0)
     draw = ImageDraw.Draw(canvas)
     moved = outline + offset
     for polygon in (outline, moved):
@@ -508,9 +511,12 @@ def _place_buildings(
     roofs = occupied.copy()
     placed: list[tuple[np.ndarray, str, tuple[slice, slice], np.ndarray]] = []
     attempts = 0
+    candidates: np.ndarray | None = None  # free pixels to centre a building on; None = recompute
     while (len(placed) < target and attempts < 40 * target) or (len(placed) < 2 and attempts < 2000):
         attempts += 1
         picky = attempts < 25 * target  # early on, keep buildings off roads and water
+        if attempts == 25 * target:
+            candidates = None
         side = max(min_side, rng.uniform(min_side, max_side) * 0.97 ** max(0, attempts - 10))
         outline, kind = _footprint(rng, side, min_side)
         angle = grid_angle + rng.choice([0, math.pi / 2]) + rng.normal(0, 0.05)
@@ -518,11 +524,11 @@ def _place_buildings(
             angle = rng.uniform(0, math.pi)
         outline = _rotate(outline, angle)
         low, high = outline.min(axis=0), outline.max(axis=0)
-        if np.any(high - low > size - 6):
+        if np.any(high - low > size - 6) or polygon_area(outline) < 0.95 * min_side**2:
             continue
         # Centre on a random free pixel, moved inside the image if needed.
-        free = ~(blocked | avoid) if picky else ~blocked
-        candidates = np.flatnonzero(free)
+        if candidates is None:
+            candidates = np.flatnonzero(~(blocked | avoid) if picky else ~blocked)
         if candidates.size == 0:
             continue
         pick = candidates[rng.integers(candidates.size)]
@@ -530,10 +536,9 @@ def _place_buildings(
         points = np.round(outline + np.clip(centre, 2 - low, size - 3 - high), 1)
         # Test on the crop around the building and its shadow.
         box = canvas.box(np.concatenate([points, points + shadow_offset]), pad=margin + 1)
-        swept = _shadow_mask(points, shadow_offset, size)[box]
+        origin = np.array([box[1].start, box[0].start])
+        swept = _shadow_mask(points - origin, shadow_offset, occupied[box].shape)
         if np.any(_dilate(swept, margin) & occupied[box]):
-            continue
-        if polygon_area(points) < 0.9 * min_side**2:
             continue
         footprint = canvas.mask(points, box)
         area = footprint.sum()
@@ -544,6 +549,7 @@ def _place_buildings(
         roofs[box] |= footprint
         occupied[box] |= swept
         blocked = _dilate(occupied, margin + 1)
+        candidates = None
         placed.append((points, kind, box, footprint))
     shadows = occupied & ~roofs
     darkness = rng.uniform(0.4, 0.6)
@@ -566,13 +572,15 @@ def _finish(rng: np.random.Generator, canvas: _Canvas) -> np.ndarray:
     padded = np.pad(rgb, ((1, 1), (1, 1), (0, 0)), mode="edge")
     smooth = (padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]) * 0.125 + rgb * 0.5
     rgb = rgb * (1 - blur) + smooth * blur
+    # haze, contrast, brightness and colour cast folded into one affine map per channel
     haze = rng.uniform(0, 0.15)
-    rgb = rgb * (1 - haze) + np.array([200, 205, 215], dtype=np.float32) * haze
-    cast = rng.normal(1.0, 0.05, 3).astype(np.float32)
+    cast = rng.normal(1.0, 0.05, 3)
     contrast = rng.uniform(0.8, 1.2)
     brightness = rng.uniform(0.8, 1.2)
-    mean = rgb.mean()
-    rgb = ((rgb - mean) * contrast + mean * brightness) * cast
+    haze_colour = np.array([200.0, 205.0, 215.0])
+    mean = float(rgb.mean()) * (1 - haze) + haze_colour.mean() * haze
+    scale = (1 - haze) * contrast * cast
+    shift = (haze * haze_colour * contrast + mean * (brightness - contrast)) * cast
     u = (canvas.xs / (size - 1)) * 2 - 1
     v = (canvas.ys / (size - 1)) * 2 - 1
     if rng.random() < 0.5:
@@ -580,7 +588,7 @@ def _finish(rng: np.random.Generator, canvas: _Canvas) -> np.ndarray:
     else:
         angle = rng.uniform(0, 2 * math.pi)
         light = 1 + rng.uniform(0.0, 0.15) * (u * math.cos(angle) + v * math.sin(angle))
-    rgb = rgb * light[..., None]
+    rgb = (rgb * scale.astype(np.float32) + shift.astype(np.float32)) * light[..., None]
     sigma = rng.uniform(2.0, 7.0)
     noise = rng.standard_normal((size, size, 3), dtype=np.float32) * (sigma * 0.5)
     noise += rng.standard_normal((size, size, 1), dtype=np.float32) * (sigma * 0.85)
@@ -659,7 +667,8 @@ def _expected_manifest(num_images: int, image_size: int, seed: int) -> dict[str,
 
 
 def _check_params(num_images: int, image_size: int, seed: int) -> None:
-    for name, value, minimum in (("num_images", num_images, 1), ("image_size", image_size, MIN_IMAGE_SIZE), ("seed", seed, 0)):
+    limits = (("num_images", num_images, 1), ("image_size", image_size, MIN_IMAGE_SIZE), ("seed", seed, 0))
+    for name, value, minimum in limits:
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
@@ -672,11 +681,8 @@ def _is_replaceable(root: Path) -> bool:
         return False
     if not any(root.iterdir()):
         return True
-    try:
-        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    return isinstance(manifest, dict) and manifest.get("generator") == GENERATOR
+    manifest = _read_manifest(root)
+    return manifest is not None and manifest.get("generator") == GENERATOR
 
 
 def generate_dataset(root: str | Path, num_images: int, image_size: int = 128, seed: int = 0) -> Path:
@@ -718,17 +724,28 @@ def generate_dataset(root: str | Path, num_images: int, image_size: int = 128, s
     staging = root.parent / f".{root.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         _write_dataset(staging, num_images, image_size, seed)
-        if root.exists():
+        if root.exists():  # move the old one aside first: a folder can only be renamed onto an empty one
             trash = root.parent / f".{root.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             root.rename(trash)
-            staging.rename(root)
             shutil.rmtree(trash, ignore_errors=True)
-        else:
+        try:
             staging.rename(root)
+        except OSError:
+            # Another process (a second notebook, say) finished the same data set first: use it.
+            if _read_manifest(root) != _expected_manifest(num_images, image_size, seed):
+                raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return root
+
+
+def _read_manifest(root: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def _write_dataset(folder: Path, num_images: int, image_size: int, seed: int) -> None:
@@ -785,17 +802,15 @@ def ensure_dataset(
     _check_params(num_images, image_size, seed)
     num_images, image_size, seed = int(num_images), int(image_size), int(seed)
     root = embedded_dir(num_images, image_size, seed) if root is None else Path(root).expanduser()
-    try:
-        manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        manifest = None
-    if manifest == _expected_manifest(num_images, image_size, seed):
+    if _read_manifest(root) == _expected_manifest(num_images, image_size, seed):
         return root
     return generate_dataset(root, num_images, image_size, seed)
 
 
 def default_data_dir() -> Path:
-    """Folder for generated and downloaded data: ``$WORKSHOP_DATA_DIR``, else ``$XDG_CACHE_HOME/workshop``, else ``~/.cache/workshop``.
+    """Folder for generated and downloaded data.
+
+    ``$WORKSHOP_DATA_DIR`` if set, else ``$XDG_CACHE_HOME/workshop``, else ``~/.cache/workshop``.
 
     Returns:
         The folder (not created here).

@@ -113,3 +113,61 @@ def denormalize(image: torch.Tensor) -> np.ndarray:
     std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
     pixels = ((image.detach().float() * std + mean).clamp(0, 1) * 255).round().byte()
     return pixels.permute(1, 2, 0).cpu().numpy()
+
+
+def paired_hflip(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror an image and its mask left-right, together (the smallest paired augmentation).
+
+    Args:
+        image: (H, W, 3) or (H, W) array.
+        mask: (H, W) class ids.
+
+    Returns:
+        (flipped image, flipped mask): new contiguous arrays; the inputs are not changed.
+
+    Shape:
+        image (H, W, C) -> (H, W, C); mask (H, W) -> (H, W). Column ``x`` moves to ``W - 1 - x``.
+
+    Example:
+        >>> img, m = paired_hflip(np.array([[[1], [2]]]), np.array([[0, 1]]))
+        >>> m.tolist()
+        [[1, 0]]
+
+    Taught in: notebooks/02_augmentation.ipynb
+    """
+    return np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
+
+
+def train_transform(image_size: int) -> A.Compose:
+    """A small training pipeline: resize, random flip and 90-degree rotation, normalise, to tensor.
+
+    The mask is resized with nearest-neighbour (no new class ids) and goes through the same
+    flip and rotation as the image, because both are passed to one ``Compose`` call. Colour is not
+    touched, so this is the geometric core of ``get_transforms(cfg, train=True)``.
+
+    Args:
+        image_size: side of the square output.
+
+    Returns:
+        A ``Compose`` called as ``t(image=..., mask=...)``.
+
+    Shape:
+        in: image (H, W, 3) uint8, mask (H, W) class ids; out: image (3, S, S) float32 normalised
+        with the ImageNet mean and std, mask (S, S) tensor, S = ``image_size``.
+
+    Example:
+        >>> out = train_transform(32)(image=np.zeros((40, 50, 3), np.uint8), mask=np.zeros((40, 50), np.uint8))
+        >>> tuple(out["image"].shape), tuple(out["mask"].shape)
+        ((3, 32, 32), (32, 32))
+
+    Taught in: notebooks/02_augmentation.ipynb
+    """
+    return A.Compose(
+        [
+            A.Resize(image_size, image_size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST),
+            A.HorizontalFlip(p=0.5),
+            A.RandomRotate90(p=0.5),
+            A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+            ToTensorV2(),
+        ]
+    )

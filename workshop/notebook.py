@@ -128,18 +128,25 @@ def solve(nb: dict[str, Any]) -> dict[str, Any]:
 
 
 def strip_outputs(nb: dict[str, Any]) -> dict[str, Any]:
-    """Clear outputs and execution counts, except in cells nbval compares (tag ``nbval-check-output``)."""
+    """Clear outputs and execution counts, except in cells nbval compares (tag ``nbval-check-output``).
+
+    A compared cell keeps its outputs and gets a fixed execution count (its position among the code
+    cells): nbval refuses a cell that has outputs but no execution count ("Unrun reference cell").
+    """
     out = copy.deepcopy(nb)
+    position = 0
     for cell in out["cells"]:
         if cell["cell_type"] != "code":
             continue
-        cell["execution_count"] = None
+        position += 1
         if CHECK_TAG not in tags(cell):
+            cell["execution_count"] = None
             cell["outputs"] = []
         else:
+            cell["execution_count"] = position if cell.get("outputs") else None
             for o in cell["outputs"]:
                 if "execution_count" in o:
-                    o["execution_count"] = None
+                    o["execution_count"] = position
     out.setdefault("metadata", {}).pop("widgets", None)
     return out
 
@@ -165,7 +172,7 @@ def record(path: str | Path, timeout: int = 600) -> Path:
 
     path = Path(path)
     nb = read_notebook(path)
-    solved = nbformat.from_dict(solve(nb))
+    solved = nbformat.reads(json.dumps(solve(nb)), as_version=4)  # reads() joins list sources into strings
     client = nbclient.NotebookClient(solved, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     for cell, ran in zip(nb["cells"], solved["cells"]):

@@ -3,7 +3,7 @@
 Taught in: notebooks/03_dataset.ipynb and notebooks/04_dataloaders.ipynb
 """
 
-from workshop.data.datasets import CSVDataset, FolderDataset, InstanceDataset, PairDataset, PolygonDataset
+from workshop.data.datasets import CSVDataset, FolderDataset, InstanceDataset, PairDataset, PolygonDataset, SegmentationDataset
 from workshop.data.io import LabelMap, read_image, read_mask
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "LabelMap",
     "PairDataset",
     "PolygonDataset",
+    "SegmentationDataset",
     "read_image",
     "read_mask",
 ]

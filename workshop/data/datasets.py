@@ -98,6 +98,53 @@ class PairDataset(Dataset):
         return len(self.label_map) if self.label_map is not None else 0
 
 
+class SegmentationDataset(Dataset):
+    """The smallest useful segmentation ``Dataset``: two parallel lists of image and mask files.
+
+    Binary masks stored as 0/255 come back as class ids 0/1. ``PairDataset`` is the same idea
+    with more options (multiclass, colour masks, label maps).
+
+    Args:
+        image_paths: image files (any format PIL reads).
+        mask_paths: mask files, ``mask_paths[i]`` belonging to ``image_paths[i]``.
+        transform: albumentations-style callable taking ``image=`` and ``mask=`` (optional).
+
+    Shape:
+        item["image"]: (H, W, 3) uint8 RGB without a transform; (3, S, S) float32 after ``get_transforms``.
+        item["mask"]: (H, W) int64 in {0, 1}.
+
+    Raises:
+        ValueError: the two lists differ in length.
+
+    Example:
+        >>> ds = SegmentationDataset(["a.png"], ["a_mask.png"])  # doctest: +SKIP
+        >>> ds[0]["image"].shape, ds[0]["mask"].dtype  # doctest: +SKIP
+        ((128, 128, 3), dtype('int64'))
+
+    Taught in: notebooks/03_dataset.ipynb
+    """
+
+    def __init__(
+        self,
+        image_paths: Sequence[str | os.PathLike],
+        mask_paths: Sequence[str | os.PathLike],
+        transform: Transform | None = None,
+    ) -> None:
+        if len(image_paths) != len(mask_paths):
+            raise ValueError(f"got {len(image_paths)} images but {len(mask_paths)} masks; the lists must pair up")
+        self.image_paths = [Path(p) for p in image_paths]
+        self.mask_paths = [Path(p) for p in mask_paths]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.image_paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image = read_image(self.image_paths[index])  # (H, W, 3) uint8, RGB
+        mask = read_mask(self.mask_paths[index], task="binary")  # (H, W) int64, 0/255 -> 0/1
+        return apply_transform(self.transform, image, mask)  # one call: image and mask move together
+
+
 def _require_folder(folder: Path, what: str) -> None:
     if not folder.is_dir():
         raise DataError(f"{what} folder not found: {folder}")

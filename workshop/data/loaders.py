@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from workshop.config import Config
 from workshop.data.datasets import PairDataset, match_by_stem, read_pairs_csv
@@ -87,15 +87,55 @@ def make_loader(dataset, batch_size: int, shuffle: bool, num_workers: int = 0, d
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last, **kwargs)
 
 
+def make_train_val_loaders(
+    train_ds: Dataset,
+    val_ds: Dataset,
+    batch_size: int,
+    num_workers: int = 0,
+    device: torch.device | None = None,
+    seed: int = 0,
+) -> tuple[DataLoader, DataLoader]:
+    """The training loader (shuffled, last incomplete batch dropped) and the validation loader (in order, every item).
+
+    The training loader drops its last incomplete batch only when the training set holds more
+    than one batch (otherwise an epoch would have no batch at all).
+
+    Args:
+        train_ds: training data set.
+        val_ds: validation data set.
+        batch_size: items per batch.
+        num_workers: worker processes that load batches (0: in the main process).
+        device: where the batches go; pinned memory on CUDA.
+        seed: seed of the training shuffle (the same seed gives the same order of epochs).
+
+    Returns:
+        (train_loader, val_loader).
+
+    Shape:
+        batch["image"] (N, 3, H, W) float32, batch["mask"] (N, H, W) int64, N <= ``batch_size``.
+
+    Taught in: notebooks/04_dataloaders.ipynb
+    """
+    from workshop.env import data_loader_kwargs
+
+    kwargs = data_loader_kwargs(device or torch.device("cpu"), num_workers)
+    train_loader = DataLoader(
+        train_ds,
+        batch_size=batch_size,
+        shuffle=True,  # a new order every epoch
+        drop_last=len(train_ds) > batch_size,  # no tiny last batch (BatchNorm cannot train on 1 item)
+        generator=torch.Generator().manual_seed(seed),
+        **kwargs,
+    )
+    val_loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, drop_last=False, **kwargs)
+    return train_loader, val_loader
+
+
 def make_loaders(cfg: Config, device: torch.device | None = None) -> tuple[DataLoader, DataLoader]:
     """Training (shuffled) and validation loaders for ``cfg``."""
     train, val = make_datasets(cfg)
     d = cfg.data
-    drop = len(train) > d.batch_size  # avoid a last batch of 1 (BatchNorm cannot train on it)
-    return (
-        make_loader(train, d.batch_size, True, d.num_workers, device, cfg.train.seed, drop_last=drop),
-        make_loader(val, d.batch_size, False, d.num_workers, device, cfg.train.seed),
-    )
+    return make_train_val_loaders(train, val, d.batch_size, d.num_workers, device, cfg.train.seed)
 
 
 def class_names(cfg: Config, label_map: LabelMap | None = None) -> Sequence[str]:

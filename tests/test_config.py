@@ -83,3 +83,9 @@ def test_missing_and_malformed_files(tmp_path) -> None:
     bad.write_text("- just\n- a list\n")
     with pytest.raises(ConfigError, match="bad.yaml"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(("text", "value"), [("train.lr=1e-3", 0.001), ("train.lr=2.5E-4", 0.00025), ("train.max_minutes=1e-07", 1e-07)])
+def test_scientific_notation_overrides_are_numbers(text: str, value: float) -> None:
+    key = text.split("=")[0].split(".")[1]
+    assert getattr(load_config(profile="smoke", overrides=[text]).train, key) == pytest.approx(value)

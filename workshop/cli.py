@@ -75,7 +75,7 @@ def _config_from_args(args: argparse.Namespace, path: str | None = None):
 
     overrides = list(args.overrides)
     if args.max_minutes is not None:
-        overrides.append(f"train.max_minutes={args.max_minutes}")
+        overrides.append(f"train.max_minutes={args.max_minutes!r}")
     return load_config(path, profile=args.profile, overrides=overrides)
 
 
@@ -175,6 +175,15 @@ COMMANDS = {
 }
 
 
+def _printable(text: str) -> str:
+    """``text`` with undecodable file-name bytes shown as ``\\xNN`` (they cannot be printed as they are)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``workshop`` console script."""
     args = build_parser().parse_args(argv)
@@ -182,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except (WorkshopError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_printable(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

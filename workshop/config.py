@@ -35,7 +35,7 @@ from workshop.errors import ConfigError
 
 PROFILES = ("smoke", "cpu", "gpu")
 TASKS = ("binary", "multiclass")
-SOURCES = ("embedded", "folder", "csv", "human_seg", "camvid")
+SOURCES = ("embedded", "folder", "csv", "human_seg", "camvid", "pets", "pennfudan")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("cosine", "onecycle", "step", "none")
 MONITORS = ("iou", "dice", "loss")
@@ -230,8 +230,19 @@ def _parse_overrides(overrides: dict[str, Any] | list[str]) -> dict[str, Any]:
         *parents, leaf = dotted.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = _parse_scalar(raw)
     return nested
+
+
+def _parse_scalar(raw: str) -> Any:
+    """A ``key=value`` value as YAML would read it, except that ``1e-3`` is a number (YAML 1.1 says string)."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> None:

@@ -68,6 +68,49 @@ def _non_finite_message(loss: torch.Tensor, masks: torch.Tensor, optimizer: torc
     )
 
 
+def train_epoch_simple(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str = "cpu",
+) -> float:
+    """One pass over ``loader``: the training loop of notebook 06, with nothing else around it.
+
+    For every batch: move it to the device, compute the logits and the loss, clear the old
+    gradients, back-propagate, take an optimiser step. :func:`train_one_epoch` is the same loop
+    plus mixed precision, a per-step LR schedule, training metrics, a time budget and a check
+    for a non-finite loss; ``fit`` uses that one.
+
+    Args:
+        model: returns logits (N, C, H, W); put in training mode here.
+        loader: yields ``{"image", "mask"}`` batches.
+        loss_fn: ``loss_fn(logits, masks) -> scalar``.
+        optimizer: the optimiser over the model's parameters.
+        device: where to compute (the model must already be there).
+
+    Returns:
+        The mean of the batch losses, a Python float.
+
+    Shape:
+        batch["image"] (N, 3, H, W) float32, batch["mask"] (N, H, W) int64 -> logits (N, C, H, W).
+
+    Taught in: notebooks/06_train_val_functions.ipynb
+    """
+    model.train()  # dropout on, batch-norm statistics from the batch
+    total, batches = 0.0, 0
+    for batch in loader:
+        images = batch["image"].to(device)
+        masks = batch["mask"].to(device)
+        loss = loss_fn(model(images), masks)
+        optimizer.zero_grad()  # gradients add up in .grad unless cleared
+        loss.backward()
+        optimizer.step()
+        total += loss.item()  # .item(): a float, so the graph is not kept alive
+        batches += 1
+    return total / max(batches, 1)
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -82,6 +125,9 @@ def train_one_epoch(
     epoch: int = 0,
 ) -> dict[str, float]:
     """Train for one pass over ``loader``.
+
+    The loop of :func:`train_epoch_simple` (the one written in notebook 06), plus mixed
+    precision, a per-step schedule, training metrics, a time budget and a non-finite-loss check.
 
     Args:
         model: returns logits (N, C, H, W).
@@ -203,10 +249,12 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:
+    except BaseException as exc:  # also Ctrl-C mid-write: never leave the temporary file behind
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        raise WorkshopError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+        if isinstance(exc, OSError):
+            raise WorkshopError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+        raise
     return path
 
 
@@ -276,12 +324,44 @@ def _seed_epoch(seed: int, epoch: int, loader: DataLoader) -> None:
         transform.set_random_seed(s)
 
 
-def _is_better(value: float, best: float | None, monitor: str) -> bool:
+MONITORS = ("iou", "dice", "loss")
+"""Validation metrics that can pick the best checkpoint."""
+
+
+def is_improvement(value: float, best: float | None, monitor: str) -> bool:
+    """Is ``value`` better than the best so far? Decides when ``fit`` saves ``best.pt``.
+
+    Higher is better for ``"iou"`` and ``"dice"``, lower for ``"loss"``. A value equal to the best
+    is no improvement (the earlier checkpoint is kept). A NaN or infinite value never improves,
+    not even as the first value (a broken epoch must not become the best). Any finite first value
+    (``best is None``) improves, including 0.0.
+
+    Args:
+        value: this epoch's validation metric.
+        best: the best value so far, or None before the first epoch.
+        monitor: ``"iou"``, ``"dice"`` or ``"loss"``.
+
+    Returns:
+        True when ``value`` should replace ``best``.
+
+    Raises:
+        ValueError: unknown ``monitor`` (the message lists the valid ones).
+
+    Example:
+        >>> is_improvement(0.61, 0.58, "iou"), is_improvement(0.30, 0.25, "loss")
+        (True, False)
+
+    Taught in: notebooks/07_training.ipynb
+    """
+    if monitor not in MONITORS:
+        raise ValueError(f"monitor must be one of: {', '.join(MONITORS)} (got {monitor!r})")
     if not math.isfinite(value):
         return False
     if best is None:
         return True
-    return value < best if monitor == "loss" else value > best
+    if monitor == "loss":
+        return value < best
+    return value > best
 
 
 def fit(
@@ -328,8 +408,8 @@ def fit(
     Raises:
         TrainingError: non-finite loss (the last good checkpoint is kept).
     """
-    if monitor not in ("iou", "dice", "loss"):
-        raise ValueError(f"monitor must be one of: iou, dice, loss (got {monitor!r})")
+    if monitor not in MONITORS:
+        raise ValueError(f"monitor must be one of: {', '.join(MONITORS)} (got {monitor!r})")
     device = torch.device(device)
     model.to(device)
     scaler = torch.amp.GradScaler("cuda") if (amp and device.type == "cuda") else None
@@ -399,7 +479,7 @@ def fit(
             }
             result.history.append(record)
             value = val[monitor]
-            if _is_better(value, best_value, monitor):
+            if is_improvement(value, best_value, monitor):
                 best_value = value
                 result.best = dict(record)
                 if ckpt_dir:

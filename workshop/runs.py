@@ -24,6 +24,7 @@ import torch
 from workshop.config import Config, load_config, save_config
 from workshop.engine import FitResult, fit, make_optimizer, make_scheduler
 from workshop.env import get_device, seed_everything
+from workshop.errors import WorkshopError
 
 
 def new_run_dir(base: str | os.PathLike, name: str = "run") -> Path:
@@ -64,7 +65,7 @@ def train_from_config(
     Returns:
         The ``FitResult`` (history, best epoch, run folder).
     """
-    from workshop.data.loaders import class_names, make_loaders, resolve_pairs
+    from workshop.data.loaders import class_names, make_loaders
     from workshop.losses import create_loss
 
     if resume is not None:
@@ -75,10 +76,10 @@ def train_from_config(
     device = get_device(cfg.train.device)
     seed_everything(cfg.train.seed)
     t0 = time.monotonic()
+    label_map = check_data(cfg, log)
     train_loader, val_loader = make_loaders(cfg, device)
     log(f"data: {len(train_loader.dataset)} training / {len(val_loader.dataset)} validation images "
-        f"({cfg.data.source}, {cfg.data.task}, {cfg.data.image_size}px) ready in {time.monotonic() - t0:.1f}s")
-    label_map = resolve_pairs(cfg)[1] if cfg.data.task == "multiclass" else None
+        f"({cfg.data.source}, {cfg.data.task}, {cfg.data.image_size}px) checked and ready in {time.monotonic() - t0:.1f}s")
     names = list(class_names(cfg, label_map))
     num_classes = len(names)
     model = build_model(cfg, num_classes)
@@ -86,9 +87,14 @@ def train_from_config(
     loss_fn = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index)
     optimizer = make_optimizer(model, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
     scheduler = make_scheduler(optimizer, cfg.train.scheduler, cfg.train.lr, cfg.train.epochs, len(train_loader))
-    run_path.mkdir(parents=True, exist_ok=True)
-    if resume is None:
-        save_config(cfg, run_path / "config.yaml")
+    try:
+        run_path.mkdir(parents=True, exist_ok=True)
+        if resume is None:
+            save_config(cfg, run_path / "config.yaml")
+    except OSError as exc:
+        raise WorkshopError(
+            f"cannot write the run folder {run_path}: {exc.strerror or exc} (choose another folder with --run-dir)"
+        ) from None
 
     def report(history: list[dict[str, Any]]) -> None:
         h = history[-1]
@@ -109,6 +115,67 @@ def train_from_config(
     if result.history:
         write_run_figures(result, model, val_loader, device)
     return result
+
+
+MAX_REPORT_LINES = 20
+
+
+def check_data(cfg: Config, log: Callable[[str], None] = print):
+    """Scan the data ``cfg`` points at before training; refuse with the report if it is broken.
+
+    Every pair is read once (``workshop.data.check.scan_pairs``), so a corrupt file, an unpaired
+    file or a mask with invalid values stops the run here, with all of them listed, instead of
+    crashing an epoch later. Warnings (resized masks, EXIF, duplicates, mixed modes) go to ``log``.
+
+    Returns:
+        The label map of the data (None for binary tasks).
+
+    Raises:
+        DataError: the data has errors; the message holds the report (errors only, the first
+            ``MAX_REPORT_LINES`` lines).
+
+    Taught in: notebooks/03_dataset.ipynb
+    """
+    from workshop.data.check import check_path, scan_pairs
+    from workshop.data.loaders import resolve_pairs
+    from workshop.errors import DataError
+
+    d = cfg.data
+    try:
+        pairs, label_map = resolve_pairs(cfg)
+    except DataError as exc:
+        if d.source not in ("folder", "csv") or d.root is None:
+            raise
+        # Unpaired or missing files: scan everything, so every problem is reported at once.
+        root = Path(d.root).expanduser()
+        if d.source == "csv":
+            report = check_path(root / (d.csv_file or "train.csv"), task=d.task, label_map=d.label_map,
+                                ignore_index=d.ignore_index)
+        else:
+            report = check_path(root, images_dir=d.images_dir, masks_dir=d.masks_dir, task=d.task,
+                                label_map=d.label_map, ignore_index=d.ignore_index, mask_suffix="")
+        if report.ok:
+            raise exc
+        raise DataError(_refusal(report)) from None
+    root = Path(d.root).expanduser() if d.root else None
+    report = scan_pairs(pairs, d.task, label_map, d.ignore_index, root=root, layout=f"data.source {d.source}")
+    if not report.ok:
+        raise DataError(_refusal(report))
+    if report.warnings:
+        log(f"data check: {len(report.warnings)} warning(s), training goes on:")
+        for line in report.format("warning", max_lines=MAX_REPORT_LINES).splitlines()[1:-2]:
+            log(f"  {line}")
+    return label_map
+
+
+def _refusal(report) -> str:
+    c = report.counts
+    body = report.format("error", max_lines=MAX_REPORT_LINES).splitlines()[1:-2]
+    return "\n".join([
+        f"data check found {c['errors']} error(s) in {c['files_with_errors']} file(s) under {report.root}; "
+        "training not started (full report: workshop data check)",
+        *body,
+    ])
 
 
 def _budget_overrides(cfg: Config) -> dict[str, Any]:

@@ -1,0 +1,773 @@
+"""Scan a data set before training and report every problem, per file, in one go.
+
+A data set that is broken in one file out of three hundred should not crash an epoch an hour
+into training. ``check_path`` (the ``workshop data check PATH`` command) and ``scan_pairs`` (run
+by ``workshop train`` before it builds the model) read every file once and collect:
+
+==========================================  ========  ==================================================
+problem                                     severity  why
+==========================================  ========  ==================================================
+unreadable, corrupt, truncated, empty file  error     the loader cannot decode it
+image without mask, mask without image      error     the pair cannot be made
+mask values that are not class ids          error     binary: not 0/1 or 0/255; multiclass: not in the
+                                                      label map (plus the ignore index)
+mask size with another aspect ratio         error     almost always the wrong mask for this image
+mask size with the same aspect ratio        warning   resized with nearest-neighbour when loaded
+EXIF orientation (phone photos)             warning   the loader turns the image upright; the mask must
+                                                      match the upright picture
+exact duplicate images (same bytes)         warning   the same picture may land in train and validation
+mixed modes (RGB, RGBA, L, P, I;16)         warning   the loader converts, but odd files are suspects
+==========================================  ========  ==================================================
+
+Speed: each file is read once. Headers (size, mode, EXIF) come from ``PIL.Image.open``; PNG chunk
+checksums from ``verify``; images are decoded only to catch truncation (large JPEGs at a reduced
+scale, which still reads every byte) and masks are decoded fully for their values. A few hundred
+small files take well under two seconds.
+
+Layouts ``check_path`` understands::
+
+    PATH/images/ + PATH/masks/              matched by file stem (a.jpg <-> a.png)
+    PATH/images/ + PATH/masks/binary/       the embedded data set (masks/multiclass/ with --task multiclass)
+    PATH.csv  or  PATH/ holding one CSV     columns ``images`` and ``masks`` (see ``read_pairs_csv``)
+    --images-dir DIR --masks-dir DIR        any two folders (relative to PATH)
+
+Example:
+    >>> report = check_path("data/my_set")  # doctest: +SKIP
+    >>> print(report.format())  # doctest: +SKIP
+    >>> report.ok  # doctest: +SKIP
+    True
+
+Taught in: notebooks/03_dataset.ipynb
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import time
+import warnings
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from workshop.data.io import IMAGE_EXTENSIONS, LabelMap
+from workshop.errors import DataError
+
+__all__ = ["DATASET", "SEVERITIES", "DataReport", "Problem", "check_path", "display_path", "scan_pairs"]
+
+SEVERITIES = ("error", "warning")
+TASKS = ("binary", "multiclass")
+DATASET = "(data set)"  # the "path" of problems about the whole data set
+ASPECT_TOLERANCE = 0.02  # same rule as workshop.data.io.load_pair
+_EXIF_ORIENTATION = 0x0112
+_ORIENTATIONS = {
+    2: "mirrored left-right",
+    3: "rotated 180 degrees",
+    4: "mirrored top-bottom",
+    5: "mirrored and rotated 90 degrees",
+    6: "rotated 90 degrees (stored sideways)",
+    7: "mirrored and rotated 270 degrees",
+    8: "rotated 270 degrees (stored sideways)",
+}
+_MODE_NOTES = {
+    "RGB": "8-bit colour",
+    "RGBA": "colour with an alpha channel, dropped when loaded",
+    "L": "8-bit grey, repeated to 3 channels when loaded",
+    "LA": "grey with alpha, converted to RGB when loaded",
+    "P": "palette colours, converted to RGB when loaded",
+    "1": "1-bit black and white",
+    "CMYK": "print colours, converted to RGB when loaded",
+    "I;16": "16-bit grey, scaled to 8 bits when loaded",
+    "I;16B": "16-bit grey, scaled to 8 bits when loaded",
+    "I;16L": "16-bit grey, scaled to 8 bits when loaded",
+    "I": "32-bit integer grey, scaled to 8 bits when loaded",
+    "F": "32-bit float grey",
+}
+_JPEG_DRAFT_ABOVE = 512  # decode JPEGs larger than this at a reduced scale (truncation is still caught)
+
+
+def display_path(path: str | os.PathLike | bytes) -> str:
+    """A printable form of a file name, also for names that are not valid UTF-8.
+
+    ``os.fsdecode`` turns undecodable bytes into surrogates that cannot be printed; they are shown
+    as ``\\xNN`` escapes instead, so ``b"img_\\xff.png"`` reads ``img_\\xff.png``.
+    """
+    text = os.fsdecode(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
+class Problem(NamedTuple):
+    """One finding: the file (or ``DATASET``), ``"error"`` or ``"warning"``, and what to do."""
+
+    path: str
+    severity: str
+    message: str
+
+
+@dataclass
+class DataReport:
+    """What a data scan found.
+
+    Attributes:
+        problems: every finding as ``(path, severity, message)``.
+        counts: ``images``, ``masks``, ``pairs``, ``errors``, ``warnings``, ``files_with_errors``,
+            ``files_with_warnings``.
+        image_modes: number of images per PIL mode (``{"RGB": 318, "L": 2}``).
+        mask_modes: number of masks per PIL mode.
+        mask_values: every value found in the readable masks (after colour decoding).
+        root: folder the paths are shown relative to.
+        layout: how the pairs were found, in words.
+        task: ``"binary"`` or ``"multiclass"``.
+        seconds: how long the scan took.
+    """
+
+    problems: list[Problem] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    image_modes: dict[str, int] = field(default_factory=dict)
+    mask_modes: dict[str, int] = field(default_factory=dict)
+    mask_values: list[int] = field(default_factory=list)
+    root: str = ""
+    layout: str = ""
+    task: str = "binary"
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing would stop training (warnings allowed)."""
+        return not self.errors
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+    def for_file(self, name: str) -> list[Problem]:
+        """Problems of the files whose path ends with ``name`` (e.g. ``"images/a.png"``)."""
+        return [p for p in self.problems if p.path == name or p.path.endswith(os.sep + name)]
+
+    def _short(self, path: str) -> str:
+        if self.root and path.startswith(self.root.rstrip(os.sep) + os.sep):
+            return path[len(self.root.rstrip(os.sep)) + 1 :]
+        return path
+
+    def problem_lines(self, severity: str | None = None) -> list[str]:
+        """The findings grouped per file: a line with the file, then one indented line per problem."""
+        if severity is not None and severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of: {', '.join(SEVERITIES)} (got {severity!r})")
+        groups: dict[str, list[Problem]] = defaultdict(list)
+        for p in self.problems:
+            if severity is None or p.severity == severity:
+                groups[p.path].append(p)
+        order = sorted(groups, key=lambda k: (k != DATASET, self._short(k)))
+        lines: list[str] = []
+        for path in order:
+            lines.append(self._short(path))
+            rank = {"error": 0, "warning": 1}
+            for p in sorted(groups[path], key=lambda q: rank[q.severity]):
+                lines.append(f"  {p.severity}: {p.message}")
+        return lines
+
+    def summary(self) -> str:
+        """One line: files, pairs, errors, warnings, modes, time."""
+        c = self.counts
+        modes = ", ".join(f"{m} {n}" for m, n in sorted(self.image_modes.items(), key=lambda kv: -kv[1])) or "none"
+        mask_modes = ", ".join(f"{m} {n}" for m, n in sorted(self.mask_modes.items(), key=lambda kv: -kv[1])) or "none"
+        return (
+            f"{c.get('images', 0)} images, {c.get('masks', 0)} masks, {c.get('pairs', 0)} pairs: "
+            f"{c.get('errors', 0)} errors in {c.get('files_with_errors', 0)} files, "
+            f"{c.get('warnings', 0)} warnings in {c.get('files_with_warnings', 0)} files; "
+            f"image modes {modes}; mask modes {mask_modes}; mask values {_show(set(self.mask_values))} "
+            f"({self.seconds:.2f}s)"
+        )
+
+    def format(self, severity: str | None = None, max_lines: int | None = None) -> str:
+        """The report as text: a header, the problems grouped per file, a summary and a verdict.
+
+        Args:
+            severity: ``"error"`` or ``"warning"`` to show only those; None shows both.
+            max_lines: cut the per-file lines after this many and say how many are left out.
+        """
+        head = f"data check of {self.root or '?'} ({self.layout}, task {self.task})"
+        lines = self.problem_lines(severity)
+        if max_lines is not None and len(lines) > max_lines:
+            hidden = [ln for ln in lines[max_lines:] if ln.startswith("  ")]
+            files = sum(1 for ln in lines[max_lines:] if not ln.startswith("  "))
+            lines = lines[:max_lines] + [f"... and {len(hidden)} more problems ({files} more files)"]
+        if self.ok:
+            verdict = "OK: ready to train" + (" (read the warnings above)" if self.warnings else "")
+        else:
+            verdict = "NOT OK: fix the errors above before training"
+        return "\n".join([head, *lines, self.summary(), verdict])
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+# ----------------------------------------------------------------------------- reading one file
+
+
+@dataclass
+class _FileInfo:
+    """What one readable file looked like."""
+
+    path: Path
+    size: tuple[int, int]  # (width, height) as the loader sees it (EXIF applied)
+    stored_size: tuple[int, int]  # (width, height) as stored
+    mode: str
+    format: str
+    orientation: int
+    sha1: str
+    values: set[int] | None = None
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        value = img.getexif().get(_EXIF_ORIENTATION, 1)
+        return int(value) if int(value) in range(1, 9) else 1
+    except Exception:  # a broken EXIF block is not worth failing the scan over
+        return 1
+
+
+def _show(values: set[int] | list[int]) -> str:
+    items = sorted(values)
+    text = ", ".join(str(v) for v in items[:12])
+    return "{" + text + (", ..." if len(items) > 12 else "") + "}"
+
+
+def _inspect(
+    path: Path,
+    role: str,
+    task: str,
+    label_map: LabelMap | None,
+    ignore_index: int | None,
+) -> tuple[_FileInfo | None, list[Problem]]:
+    """Read one image or mask file; return its info (None if unreadable) and its problems."""
+    name = display_path(path)
+
+    def error(message: str) -> tuple[None, list[Problem]]:
+        if Path(path).name.startswith("._"):
+            message += " (a '._' file is macOS metadata, not an image: delete it)"
+        return None, [Problem(name, "error", message)]
+
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return error(f"{role} file not found")
+    except OSError as exc:
+        return error(f"{role} cannot be read from disk: {exc.strerror or exc}")
+    if not data:
+        return error(f"zero-byte (empty) {role} file: the copy or download did not finish")
+    ext = Path(path).suffix.lower().lstrip(".")
+    fmt = {"jpg": "JPEG", "jpeg": "JPEG", "tif": "TIFF"}.get(ext, ext.upper() or role)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = Image.open(io.BytesIO(data))
+            fmt, mode, stored = img.format or "?", img.mode, img.size
+            if fmt == "PNG":
+                img.verify()  # chunk checksums; the object cannot be used after verify
+                img = Image.open(io.BytesIO(data))
+            orientation = _orientation(img)
+            if role == "image" and fmt == "JPEG" and max(stored) > _JPEG_DRAFT_ABOVE:
+                img.draft("RGB", (stored[0] // 4, stored[1] // 4))
+            img.load()
+    except UnidentifiedImageError:
+        return error(f"not a readable image ({len(data)} bytes that PIL does not recognise: corrupt, or not an image)")
+    except Image.DecompressionBombError as exc:
+        return error(f"{role} is too large to decode safely ({exc})")
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError) as exc:
+        return error(f"corrupt or truncated {fmt} data ({exc})")
+    w, h = stored
+    size = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    info = _FileInfo(path, size, stored, mode, fmt, orientation, hashlib.sha1(data).hexdigest())
+    problems: list[Problem] = []
+    if orientation != 1:
+        what = _ORIENTATIONS.get(orientation, "rotated")
+        problems.append(Problem(
+            name, "warning",
+            f"EXIF orientation {orientation} ({what}): the loader turns it upright to {size[0]}x{size[1]}; "
+            "its mask must match the upright picture",
+        ))
+    if role == "mask":
+        values, message = _mask_values(img, task, label_map, ignore_index, name)
+        info.values = values
+        if message:
+            problems.append(Problem(name, "error", message))
+    return info, problems
+
+
+def _mask_values(
+    img: Image.Image, task: str, label_map: LabelMap | None, ignore_index: int | None, name: str
+) -> tuple[set[int] | None, str | None]:
+    """The class-id values of a decoded mask and, if they are not valid, why (mirrors ``read_mask``)."""
+    if img.mode == "P":
+        img = img.convert("RGB")
+    arr = np.asarray(img)
+    if arr.ndim == 3:
+        rgb = arr[..., :3]
+        grey = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+        if grey and label_map is None:
+            arr = rgb[..., 0]
+        elif label_map is None:
+            colours = np.unique(rgb.reshape(-1, 3), axis=0)[:6]
+            shown = ", ".join(str(tuple(int(v) for v in c)) for c in colours)
+            return None, (
+                f"colour-coded mask (colours {shown}{', ...' if len(colours) == 6 else ''}) needs a label map "
+                "(labelmap.json: class name, id, colour)"
+            )
+        else:
+            try:
+                ids = label_map.encode(rgb, source="mask")
+            except DataError as exc:
+                return None, str(exc).removeprefix("mask: ")
+            return set(np.unique(ids).tolist()), None
+    values = set(np.unique(arr).tolist())
+    if task == "binary":
+        allowed = values <= {0, 255} or values <= {0, 1}
+        if not allowed and ignore_index is not None:
+            allowed = values <= {0, 1, ignore_index}
+        if not allowed:
+            return values, (
+                f"binary mask has values {_show(values)}; expected 0/1 or 0/255 "
+                "(a JPEG mask or smoothed edges? save masks as PNG with exact values)"
+            )
+        return values, None
+    if label_map is not None:
+        unexpected = values - label_map.valid_values()
+        if unexpected:
+            ignore = f", ignore index {label_map.ignore_index}" if label_map.ignore_index is not None else ""
+            return values, (
+                f"mask values not in the label map: {_show(unexpected)} (found {_show(values)}; "
+                f"valid ids: {_show(set(label_map.ids))}{ignore})"
+            )
+    return values, None
+
+
+# ----------------------------------------------------------------------------- the scan
+
+
+def _scan(
+    images: Sequence[Path],
+    masks: Sequence[Path],
+    pairs: Sequence[tuple[Path, Path]],
+    task: str,
+    label_map: LabelMap | None,
+    ignore_index: int | None,
+    root: str,
+    layout: str,
+    problems: list[Problem] | None = None,
+    workers: int | None = None,
+) -> DataReport:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+    t0 = time.perf_counter()
+    problems = list(problems or [])
+    jobs = [(p, "image") for p in images] + [(p, "mask") for p in masks]
+
+    def run(job: tuple[Path, str]) -> tuple[_FileInfo | None, list[Problem]]:
+        return _inspect(job[0], job[1], task, label_map, ignore_index)
+
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers > 1 and len(jobs) > 32:
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # PIL decodes without holding the GIL
+            results = list(pool.map(run, jobs))
+    else:
+        results = [run(job) for job in jobs]
+    image_info: dict[Path, _FileInfo] = {}
+    mask_info: dict[Path, _FileInfo] = {}
+    for (path, role), (info, found) in zip(jobs, results):
+        problems.extend(found)
+        if info is not None:
+            (image_info if role == "image" else mask_info)[Path(path)] = info
+
+    for image_path, mask_path in pairs:
+        image, mask = image_info.get(Path(image_path)), mask_info.get(Path(mask_path))
+        if image is None or mask is None:
+            continue
+        problems.extend(_pair_problems(image, mask))
+
+    problems.extend(_duplicate_problems(list(image_info.values())))
+    problems.extend(_mode_problems(list(image_info.values()), "image", "RGB"))
+    problems.extend(_mode_problems(list(mask_info.values()), "mask", "L"))
+
+    values: set[int] = set()
+    for info in mask_info.values():
+        values |= info.values or set()
+    report = DataReport(
+        problems=problems,
+        image_modes=dict(Counter(i.mode for i in image_info.values())),
+        mask_modes=dict(Counter(i.mode for i in mask_info.values())),
+        mask_values=sorted(values),
+        root=root,
+        layout=layout,
+        task=task,
+    )
+    report.counts = {
+        "images": len(images),
+        "masks": len(masks),
+        "pairs": len(pairs),
+        "errors": len(report.errors),
+        "warnings": len(report.warnings),
+        "files_with_errors": len({p.path for p in report.errors}),
+        "files_with_warnings": len({p.path for p in report.warnings}),
+    }
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _pair_problems(image: _FileInfo, mask: _FileInfo) -> list[Problem]:
+    if image.size == mask.size:
+        return []
+    name = display_path(mask.path)
+    (iw, ih), (mw, mh) = image.size, mask.size
+    other = display_path(image.path.name)
+    if image.orientation != 1 and image.stored_size == mask.size:
+        return [Problem(
+            name, "error",
+            f"mask is {mw}x{mh} like image {other} as stored, but that image has EXIF orientation "
+            f"{image.orientation} and is loaded upright as {iw}x{ih}: the mask would not line up "
+            "(rotate the mask too, or save the image without the EXIF tag)",
+        )]
+    if abs(mh / mw - ih / iw) <= ASPECT_TOLERANCE:
+        return [Problem(
+            name, "warning",
+            f"mask is {mw}x{mh}, image {other} is {iw}x{ih}: same aspect ratio, the mask is resized "
+            "with nearest-neighbour when loaded",
+        )]
+    return [Problem(
+        name, "error",
+        f"mask is {mw}x{mh} but image {other} is {iw}x{ih} and the aspect ratios differ "
+        f"({mw / mh:.2f} vs {iw / ih:.2f}): probably the wrong mask for this image",
+    )]
+
+
+def _duplicate_problems(infos: list[_FileInfo]) -> list[Problem]:
+    by_hash: dict[str, list[_FileInfo]] = defaultdict(list)
+    for info in infos:
+        by_hash[info.sha1].append(info)
+    problems = []
+    for group in by_hash.values():
+        if len(group) < 2:
+            continue
+        group = sorted(group, key=lambda i: display_path(i.path))
+        first = display_path(group[0].path.name)
+        for dup in group[1:]:
+            problems.append(Problem(
+                display_path(dup.path), "warning",
+                f"exact duplicate of {first} (same bytes, sha1 {dup.sha1[:10]}): it may end up in both "
+                "training and validation",
+            ))
+    return problems
+
+
+def _mode_problems(infos: list[_FileInfo], role: str, usual: str) -> list[Problem]:
+    modes = Counter(i.mode for i in infos)
+    if len(modes) < 2:
+        return []
+    ranked = sorted(modes.items(), key=lambda kv: (-kv[1], kv[0] != usual))
+    main = ranked[0][0]
+    counts = ", ".join(f"{m} {n}" for m, n in ranked)
+    problems = [Problem(
+        DATASET, "warning",
+        f"mixed {role} modes: {counts}; the odd files are listed with a note (check they belong to this data set)",
+    )]
+    for info in sorted(infos, key=lambda i: display_path(i.path)):
+        if info.mode != main:
+            note = _MODE_NOTES.get(info.mode, "converted when loaded")
+            problems.append(Problem(
+                display_path(info.path), "warning",
+                f"{role} mode {info.mode} ({note}) while most {role}s are {main}",
+            ))
+    return problems
+
+
+# ----------------------------------------------------------------------------- public entry points
+
+
+def _common_root(paths: Sequence[Path]) -> str:
+    if not paths:
+        return ""
+    try:
+        return display_path(os.path.commonpath([os.fspath(Path(p).parent) for p in paths]))
+    except ValueError:  # mixed absolute and relative paths
+        return ""
+
+
+def scan_pairs(
+    pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
+    task: str = "binary",
+    label_map: LabelMap | None = None,
+    ignore_index: int | None = 255,
+    root: str | os.PathLike | None = None,
+    layout: str = "list of pairs",
+) -> DataReport:
+    """Scan image/mask pairs as the training loader will read them (used by ``workshop train``).
+
+    Args:
+        pairs: (image path, mask path) pairs, e.g. from ``workshop.data.loaders.resolve_pairs``.
+        task: ``"binary"`` or ``"multiclass"``.
+        label_map: valid class ids (and colours for colour-coded masks); multiclass only.
+        ignore_index: mask value that is allowed besides the class ids (default 255).
+        root: folder the report shows paths relative to (default: the files' common folder).
+        layout: how the pairs were found, for the report header.
+
+    Returns:
+        The ``DataReport``; ``report.ok`` is False when training would fail.
+
+    Raises:
+        ValueError: ``task`` is not one of binary, multiclass.
+    """
+    pairs = [(Path(i), Path(m)) for i, m in pairs]
+    images = list(dict.fromkeys(i for i, _ in pairs))
+    masks = list(dict.fromkeys(m for _, m in pairs))
+    root_text = display_path(root) if root is not None else _common_root(images + masks)
+    return _scan(images, masks, pairs, task, label_map, ignore_index, root_text, layout)
+
+
+def _list_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def _guess_mask_suffix(image_stems: set[str], mask_stems: set[str]) -> str:
+    """The suffix that mask names add to image names (``a.png`` <-> ``a_mask.png``), or ``""``."""
+    found: Counter[str] = Counter()
+    for stem in mask_stems - image_stems:
+        for cut in range(len(stem) - 1, 0, -1):
+            if stem[cut] in "_-." and stem[:cut] in image_stems:
+                found[stem[cut:]] += 1
+                break
+    if not found:
+        return ""
+    suffix, n = found.most_common(1)[0]
+    return suffix if n >= max(1, len(mask_stems - image_stems) // 2) else ""
+
+
+def _pair_folders(
+    images_dir: Path, masks_dir: Path, mask_suffix: str | None = None
+) -> tuple[list[Path], list[Path], list[tuple[Path, Path]], list[Problem]]:
+    """All image and mask files of two folders, the pairs by stem, and the problems of the pairing.
+
+    ``mask_suffix=None`` guesses a suffix such as ``_mask`` when the names do not match as they are.
+    """
+    problems: list[Problem] = []
+    for folder, what in ((images_dir, "images"), (masks_dir, "masks")):
+        if not folder.is_dir():
+            problems.append(Problem(display_path(folder), "error", f"{what} folder not found"))
+    if problems:
+        return [], [], [], problems
+    images, masks = _list_files(images_dir), _list_files(masks_dir)
+    if not images:
+        problems.append(Problem(display_path(images_dir), "error", f"no images here (looked for {', '.join(IMAGE_EXTENSIONS)})"))
+    if not masks:
+        problems.append(Problem(display_path(masks_dir), "error", f"no masks here (looked for {', '.join(IMAGE_EXTENSIONS)})"))
+    if mask_suffix is None:
+        mask_suffix = _guess_mask_suffix({p.stem for p in images}, {p.stem for p in masks})
+        if mask_suffix:
+            problems.append(Problem(
+                DATASET, "warning",
+                f"mask names add {mask_suffix!r} to the image names; paired that way "
+                f"(in code: FolderDataset(images, masks, mask_suffix={mask_suffix!r}))",
+            ))
+    by_stem: dict[str, dict[str, list[Path]]] = {"image": defaultdict(list), "mask": defaultdict(list)}
+    for p in images:
+        by_stem["image"][p.stem].append(p)
+    for p in masks:
+        stem = p.stem[: -len(mask_suffix)] if mask_suffix and p.stem.endswith(mask_suffix) else p.stem
+        by_stem["mask"][stem].append(p)
+    for role, table in by_stem.items():
+        for stem, files in table.items():
+            if len(files) > 1:
+                kept = files[-1]  # match_by_stem keeps the last one in name order
+                others = ", ".join(display_path(f.name) for f in files[:-1])
+                problems.append(Problem(
+                    display_path(kept), "warning",
+                    f"{len(files)} {role}s share the name {display_path(stem)!r} ({others} too); the loader uses this one only",
+                ))
+    pairs = []
+    for stem in sorted(by_stem["image"]):
+        image = by_stem["image"][stem][-1]
+        if stem in by_stem["mask"]:
+            pairs.append((image, by_stem["mask"][stem][-1]))
+        elif masks:
+            problems.append(Problem(
+                display_path(image), "error",
+                f"image has no mask (no {display_path(stem + (mask_suffix or ''))}.* in {display_path(masks_dir.name)}/)",
+            ))
+    for stem in sorted(set(by_stem["mask"]) - set(by_stem["image"])):
+        if images:
+            problems.append(Problem(
+                display_path(by_stem["mask"][stem][-1]), "error",
+                f"mask has no image (no {display_path(stem)}.* in {display_path(images_dir.name)}/)",
+            ))
+    return images, masks, pairs, problems
+
+
+def _pairs_from_csv(csv_file: Path) -> tuple[list[tuple[Path, Path]], list[Path], list[Path], list[Problem]]:
+    """Pairs of a CSV; a listed file that does not exist is a problem of that file, not an exception."""
+    from workshop.data.datasets import read_pairs_csv
+
+    try:
+        pairs = read_pairs_csv(csv_file)
+        return pairs, [i for i, _ in pairs], [m for _, m in pairs], []
+    except DataError as exc:
+        first_error = str(exc)
+    # Same rules as read_pairs_csv, one row at a time, so every missing file is reported.
+    try:
+        with csv_file.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        return [], [], [], [Problem(display_path(csv_file), "error", f"CSV cannot be read ({exc})")]
+    if "images" not in columns or "masks" not in columns or not rows:
+        return [], [], [], [Problem(display_path(csv_file), "error", first_error.replace(f"{csv_file}: ", ""))]
+    base = csv_file.parent
+    problems: list[Problem] = []
+    pairs, images, masks = [], [], []
+
+    def resolve(text: str) -> tuple[Path, bool]:
+        path = Path(text)
+        if path.is_absolute():
+            return path, path.is_file()
+        candidates = [base / path] + ([base / Path(*path.parts[1:])] if len(path.parts) > 1 else [])
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate, True
+        return candidates[0], False
+
+    for line, row in enumerate(rows, start=2):
+        found = {}
+        for column in ("images", "masks"):
+            path, exists = resolve(row[column] or "")
+            found[column] = path if exists else None
+            if not exists:
+                problems.append(Problem(
+                    display_path(path), "error",
+                    f"{column[:-1]} listed in {csv_file.name} line {line} is not there (file not found)",
+                ))
+        if found["images"] is not None:
+            images.append(found["images"])
+        if found["masks"] is not None:
+            masks.append(found["masks"])
+        if found["images"] is not None and found["masks"] is not None:
+            pairs.append((found["images"], found["masks"]))
+    return pairs, images, masks, problems
+
+
+def _guess_task(masks_dir: Path | None, root: Path) -> str:
+    if masks_dir is not None and masks_dir.name == "multiclass":
+        return "multiclass"
+    if (root / "labelmap.json").is_file() and (masks_dir is None or masks_dir.name != "binary"):
+        return "multiclass"
+    return "binary"
+
+
+def check_path(
+    path: str | os.PathLike,
+    images_dir: str | os.PathLike | None = None,
+    masks_dir: str | os.PathLike | None = None,
+    task: str | None = None,
+    label_map: LabelMap | str | os.PathLike | None = None,
+    ignore_index: int | None = 255,
+    mask_suffix: str | None = None,
+) -> DataReport:
+    """Scan a data folder or a CSV of pairs and report every problem per file (``workshop data check``).
+
+    Args:
+        path: a folder with ``images/`` + ``masks/`` (or ``masks/binary/``), a CSV of pairs
+            (columns ``images``, ``masks``), or a folder holding one such CSV.
+        images_dir: images folder, relative to ``path`` unless absolute (default ``images``).
+        masks_dir: masks folder, relative to ``path`` unless absolute (default ``masks``, or
+            ``masks/binary`` / ``masks/multiclass`` in the embedded layout).
+        task: ``"binary"`` or ``"multiclass"``; default: multiclass when the masks folder is
+            called ``multiclass`` or a ``labelmap.json`` sits next to the data, else binary.
+        label_map: a ``LabelMap`` or its JSON file; default: ``labelmap.json`` beside the data
+            (multiclass only).
+        ignore_index: mask value allowed besides the class ids.
+        mask_suffix: what mask names add to image names (``"_mask"``); None guesses it when the
+            names do not match as they are (reported as a warning).
+
+    Returns:
+        The ``DataReport`` (missing folders and files are problems in it, not exceptions).
+
+    Raises:
+        ValueError: ``task`` is not one of binary, multiclass.
+    """
+    if task is not None and task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+    root = Path(path).expanduser()
+    csv_file: Path | None = None
+    if root.is_file():
+        csv_file, root = root, root.parent
+    elif not root.exists():
+        return _scan([], [], [], task or "binary", None, ignore_index, display_path(root), "not found",
+                     [Problem(display_path(root), "error", "path not found (give a data folder or a CSV of pairs)")])
+    elif images_dir is None and masks_dir is None and not (root / "images").is_dir():
+        found = sorted(root.glob("*.csv"))
+        if len(found) == 1 or (root / "train.csv").is_file():
+            csv_file = root / "train.csv" if (root / "train.csv").is_file() else found[0]
+
+    problems: list[Problem] = []
+    if csv_file is not None:
+        pairs, images, masks, problems = _pairs_from_csv(csv_file)
+        layout = f"CSV {display_path(csv_file.name)}"
+        task = task or _guess_task(None, root)
+    else:
+        images_path = _under(root, images_dir or "images")
+        if masks_dir is not None:
+            masks_path = _under(root, masks_dir)
+        else:
+            masks_path = root / "masks"
+            if masks_path.is_dir() and not _list_files(masks_path):
+                sub = task or ("multiclass" if not (masks_path / "binary").is_dir() and (masks_path / "multiclass").is_dir() else "binary")
+                if (masks_path / sub).is_dir():
+                    masks_path = masks_path / sub
+        if images_dir is None and masks_dir is None and not images_path.is_dir():
+            return _scan([], [], [], task or "binary", None, ignore_index, display_path(root), "unknown layout", [Problem(
+                display_path(root), "error",
+                "no images/ folder and no CSV here; expected images/ + masks/, a CSV of pairs "
+                "(columns images,masks), or --images-dir and --masks-dir",
+            )])
+        images, masks, pairs, problems = _pair_folders(images_path, masks_path, mask_suffix)
+        layout = f"folders {_relative(images_path, root)}/ + {_relative(masks_path, root)}/"
+        task = task or _guess_task(masks_path, root)
+
+    lm: LabelMap | None = None
+    if isinstance(label_map, LabelMap):
+        lm = label_map
+    elif task == "multiclass":
+        lm_file = Path(label_map) if label_map is not None else root / "labelmap.json"
+        if lm_file.is_file() or label_map is not None:
+            try:
+                lm = LabelMap.from_json(lm_file, ignore_index)
+            except DataError as exc:
+                problems.append(Problem(display_path(lm_file), "error", str(exc)))
+    if task == "multiclass" and lm is None:
+        layout += ", no label map: class ids not checked"
+    return _scan(images, masks, pairs, task, lm, ignore_index, display_path(root), layout, problems)
+
+
+def _under(root: Path, sub: str | os.PathLike) -> Path:
+    sub = Path(sub).expanduser()
+    return sub if sub.is_absolute() else root / sub
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return display_path(path.relative_to(root))
+    except ValueError:
+        return display_path(path)

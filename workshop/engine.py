@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from workshop.config import MONITORS  # validation metrics that can pick the best checkpoint
 from workshop.errors import TrainingError, WorkshopError
 from workshop.metrics import SegmentationMetrics
 
@@ -322,10 +323,6 @@ def _seed_epoch(seed: int, epoch: int, loader: DataLoader) -> None:
     transform = getattr(getattr(loader, "dataset", None), "transform", None)
     if hasattr(transform, "set_random_seed"):
         transform.set_random_seed(s)
-
-
-MONITORS = ("iou", "dice", "loss")
-"""Validation metrics that can pick the best checkpoint."""
 
 
 def is_improvement(value: float, best: float | None, monitor: str) -> bool:

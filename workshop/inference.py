@@ -74,6 +74,42 @@ def predict_image(model: nn.Module, image: np.ndarray, image_size: int, device="
     return probabilities_to_mask(predict_probabilities(model, image, image_size, device), threshold)
 
 
+def predict_mask(model: nn.Module, image: np.ndarray, image_size: int, threshold: float = 0.5) -> np.ndarray:
+    """Predict the mask of one image, at the image's own size (the function of notebook 08).
+
+    The steps: resize and normalise the image as in validation (``get_inference_transform``),
+    add a batch axis, run the model in eval mode without gradients (batch-norm uses its stored
+    statistics and learns nothing from this image), resize the logits back to the image's size,
+    then logits -> probabilities -> class ids. It computes the same mask as :func:`predict_image`,
+    on the model's own device.
+
+    Args:
+        model: a trained model (binary: 1 output channel; multiclass: one per class).
+        image: the image, any size.
+        image_size: the side the model was trained at.
+        threshold: probability above which a pixel is foreground (binary models only).
+
+    Returns:
+        Class ids (binary: 0/1), int64, at the image's own height and width.
+
+    Shape:
+        (H, W, 3) uint8 -> (H, W) int64
+
+    Taught in: notebooks/08_inference.ipynb
+    """
+    device = next(model.parameters()).device
+    x = get_inference_transform(image_size)(image=image)["image"].unsqueeze(0).to(device)  # (1, 3, S, S)
+    model.eval()  # batch-norm: stored statistics; dropout: off
+    with torch.no_grad():  # no graph: less memory, and nothing can be trained by accident
+        logits = model(x).float()  # (1, C, S, S)
+    logits = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)  # (1, C, H, W)
+    if logits.shape[1] == 1:
+        mask = torch.sigmoid(logits[0, 0]) > threshold  # the threshold is a probability
+    else:
+        mask = logits[0].argmax(dim=0)
+    return mask.long().cpu().numpy()
+
+
 def save_mask_png(mask: np.ndarray, path: str | os.PathLike, binary_as_255: bool = True) -> Path:
     """Write a mask PNG: binary masks as 0/255 (visible in any viewer), class ids as they are."""
     path = Path(path)

@@ -43,6 +43,7 @@ __all__ = [
     "DiceLoss",
     "FocalLoss",
     "create_loss",
+    "dice_loss",
 ]
 
 #: Names accepted by :func:`create_loss`.
@@ -134,6 +135,45 @@ def _as_float_tensor(values: float | Sequence[float] | Tensor | None, what: str)
 # ----------------------------------------------------------------------------------------------
 # losses
 # ----------------------------------------------------------------------------------------------
+def dice_loss(logits: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
+    """Binary soft Dice loss: ``1 - (2 * sum(p * t) + smooth) / (sum(p) + sum(t) + smooth)``.
+
+    ``p`` is the foreground probability ``sigmoid(logits)`` (soft, so the loss has a gradient) and
+    ``t`` the 0/1 target. The sums run over the whole batch: every pixel of every image. ``smooth``
+    keeps the ratio defined for an empty mask (an empty mask predicted empty scores loss 0) and
+    softens the gradient on tiny objects. :class:`DiceLoss` uses this function for binary tasks
+    (after taking ignored pixels out).
+
+    Args:
+        logits: raw model output for one foreground channel (before the sigmoid).
+        target: 0/1 class ids.
+        smooth: added to the numerator and the denominator (>= 0).
+
+    Returns:
+        The loss, a scalar in [0, 1] (0 = perfect overlap).
+
+    Shape:
+        - logits: (N, 1, H, W)
+        - target: (N, H, W) int64 (a (N, 1, H, W) mask works too)
+        - output: () scalar
+
+    Example:
+        >>> logits = torch.zeros(1, 1, 2, 2)                     # p = 0.5 everywhere
+        >>> target = torch.tensor([[[1, 0], [0, 0]]])
+        >>> dice_loss(logits, target).item()                     # 1 - (2 * 0.5 + 1) / (2 + 1 + 1)
+        0.5
+
+    Taught in: notebooks/06_train_val_functions.ipynb
+    """
+    probs = torch.sigmoid(logits.float())  # float32: sums over many pixels overflow float16
+    truth = target.reshape(probs.shape).to(probs.dtype)  # (N, H, W) -> (N, 1, H, W)
+    intersection = (probs * truth).sum()
+    total = probs.sum() + truth.sum()
+    # clamp: with smooth=0 and nothing in either mask the ratio would be 0 / 0
+    dice = (2 * intersection + smooth) / (total + smooth).clamp_min(1e-7)
+    return 1 - dice
+
+
 class DiceLoss(nn.Module):
     """Soft Dice loss: ``1 - (2 * intersection + smooth) / (sum_p + sum_t + smooth)``.
 
@@ -175,13 +215,14 @@ class DiceLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         logits, target, valid = _prepare(logits, target, self.mode, self.ignore_index)
-        weights = valid.unsqueeze(1).to(logits.dtype)  # (N, 1, H, W)
         if self.mode == "binary":
-            probs = torch.sigmoid(logits)
-            truth = target.unsqueeze(1).to(logits.dtype)
-        else:
-            probs = torch.softmax(logits, dim=1)
-            truth = F.one_hot(target, num_classes=logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
+            # An ignored pixel gets probability sigmoid(-inf) = 0 and target 0 (set by _prepare),
+            # so it adds nothing to any sum of dice_loss, and no gradient.
+            logits = logits.masked_fill(~valid.unsqueeze(1), float("-inf"))
+            return dice_loss(logits, target, self.smooth)
+        weights = valid.unsqueeze(1).to(logits.dtype)  # (N, 1, H, W)
+        probs = torch.softmax(logits, dim=1)
+        truth = F.one_hot(target, num_classes=logits.shape[1]).permute(0, 3, 1, 2).to(logits.dtype)
         probs = probs * weights
         truth = truth * weights
         dims = (0, 2, 3)  # sum over batch and pixels, keep the class axis

@@ -55,6 +55,7 @@ __all__ = [
     "confusion_matrix",
     "dice_from_confusion",
     "iou_from_confusion",
+    "iou_score",
     "logits_to_labels",
     "per_class_accuracy",
     "pixel_accuracy",
@@ -408,6 +409,48 @@ def binary_dice(pred: Tensor, target: Tensor, ignore_index: int | None = 255) ->
     total = sum_p + sum_t
     dice = _safe_divide(2 * inter, total)
     return torch.where(total == 0, torch.ones_like(dice), dice)
+
+
+def iou_score(logits: Tensor, target: Tensor, threshold: float = 0.5, ignore_index: int | None = 255) -> float:
+    """Foreground IoU of a binary model on one batch: ``|P ∩ T| / |P ∪ T|``.
+
+    ``P`` is the set of pixels predicted as foreground (``sigmoid(logits) > threshold``: the
+    threshold is a probability, so it is compared with probabilities, not with logits), ``T`` the
+    pixels whose target is 1. Both are counted over the whole batch, every pixel of every image,
+    which is the number :class:`SegmentationMetrics` gives for the same batch. When both sets are
+    empty the model agreed that there is nothing to find, and the score is 1.0. Pixels whose target
+    is ``ignore_index`` are left out.
+
+    Args:
+        logits: raw model output for one foreground channel (before the sigmoid).
+        target: 0/1 class ids (or ``ignore_index``).
+        threshold: probability above which a pixel is foreground.
+        ignore_index: target value to skip, or None.
+
+    Returns:
+        IoU in [0, 1], a Python float.
+
+    Shape:
+        - logits: (N, 1, H, W)
+        - target: (N, H, W) int64 (a (N, 1, H, W) mask works too)
+
+    Example:
+        >>> logits = torch.tensor([[[[3.0, 3.0, -3.0]]]])      # predicted: 1 1 0
+        >>> iou_score(logits, torch.tensor([[[1, 0, 0]]]))     # 1 shared pixel / 2 in the union
+        0.5
+
+    Taught in: notebooks/06_train_val_functions.ipynb
+    """
+    probs = torch.sigmoid(logits.detach().float())
+    pred = probs > threshold  # (N, 1, H, W) bool
+    target = target.reshape(pred.shape)
+    truth = target == 1
+    if ignore_index is not None:
+        valid = target != ignore_index
+        pred = pred & valid
+    intersection = (pred & truth).sum().item()
+    union = (pred | truth).sum().item()
+    return 1.0 if union == 0 else intersection / union
 
 
 # ----------------------------------------------------------------------------------------------

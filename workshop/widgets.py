@@ -6,8 +6,11 @@ it behaves the same under nbval, in JupyterLab and in Colab.
 
 * ``augmentation_explorer(image, mask)``: pick a transform, move its parameters, see the
   augmented image and mask side by side.
+* ``inference_viewer(images, probabilities, masks=None)``: threshold and opacity sliders and a
+  slider over the images, to see how the threshold turns probabilities into masks.
 
-Taught in: notebooks/02_augmentation.ipynb (augmentation explorer)
+Taught in: notebooks/02_augmentation.ipynb (augmentation explorer), notebooks/08_inference.ipynb
+(inference viewer)
 """
 
 from __future__ import annotations

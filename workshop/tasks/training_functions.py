@@ -1,0 +1,366 @@
+"""Exercises of notebooks/06_train_val_functions.ipynb: the loss, the metric and the training loop.
+
+Every check uses inputs small enough to work out by hand; the expected numbers are written next to
+them (``p`` = sigmoid(logit): sigmoid(ln 3) = 0.75, sigmoid(0) = 0.5, sigmoid(-ln 3) = 0.25).
+
+Taught in: notebooks/06_train_val_functions.ipynb
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from workshop.engine import train_epoch_simple
+from workshop.losses import dice_loss
+from workshop.metrics import iou_score
+from workshop.tasks.core import Check, CheckFailure, Exercise, expect
+
+LN3 = math.log(3.0)
+
+
+def _number(value: Any, what: str, hint: int) -> float:
+    """``value`` as a float, or a CheckFailure that says what came back instead."""
+    if isinstance(value, Tensor):
+        expect(value.numel() == 1, f"{what} to be a single number", f"a tensor of shape {tuple(value.shape)}", hint=hint)
+        return float(value.detach())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise CheckFailure(f"{what} to be a number", f"{type(value).__name__}", hint)
+
+
+def _near(found: float, expected: float, tol: float = 1e-4) -> bool:
+    return math.isfinite(found) and abs(found - expected) <= tol
+
+
+# ============================================================================ dice_loss
+
+DICE_LOSS_STUB = '''import torch
+
+
+def dice_loss(logits, target, smooth=1.0):
+    """Binary soft Dice loss: 1 - (2 * sum(p * t) + smooth) / (sum(p) + sum(t) + smooth).
+
+    p = torch.sigmoid(logits): the foreground probability of every pixel.
+    t = the target as floats (0.0 or 1.0), shaped like p.
+    The sums run over the whole batch: every pixel of every image.
+
+    Shape: logits (N, 1, H, W) float, target (N, H, W) int64 -> a scalar tensor.
+    """
+    # your code here (about 5 lines)
+    raise NotImplementedError("your code here")'''
+
+
+def _dice_example() -> tuple[Tensor, Tensor]:
+    """p = [[0.75, 0.5], [0.5, 0.25]], t = [[1, 1], [0, 0]]: sum(p t) = 1.25, sum(p) = 2, sum(t) = 2."""
+    logits = torch.tensor([[[[LN3, 0.0], [0.0, -LN3]]]], requires_grad=True)
+    return logits, torch.tensor([[[1, 1], [0, 0]]])
+
+
+def _dice_diagnosis(found: float, no_smooth: float) -> str:
+    if _near(found, no_smooth):
+        return f"{found:.4f} -> did you forget the smoothing term? Add smooth to the numerator AND the denominator"
+    per_pixel = 1 - (2.5 / 2.75 + 2 / 2.5 + 1 / 1.5 + 1 / 1.25) / 4  # mean of the 4 pixels' own ratios
+    if _near(found, per_pixel):
+        return f"{found:.4f} -> that is a mean of per-pixel ratios; sum over all pixels first, then take one ratio"
+    if math.isfinite(found) and found < 0:
+        return f"{found:.4f}: a Dice loss below 0 means p is not a probability -> apply torch.sigmoid to the logits first"
+    return f"{found:.4f}"
+
+
+def _check_dice_value(candidate) -> None:
+    logits, target = _dice_example()
+    found = _number(candidate(logits, target, smooth=1.0), "dice_loss(...)", hint=1)
+    # 1 - (2 * 1.25 + 1) / (2 + 2 + 1) = 1 - 3.5 / 5 = 0.3
+    expect(_near(found, 0.3), "a loss of 0.3000 for p = [[0.75, 0.5], [0.5, 0.25]], t = [[1, 1], [0, 0]], smooth=1 "
+           "(1 - 3.5 / 5)", _dice_diagnosis(found, 0.375), hint=2)
+
+
+def _check_dice_smooth_argument(candidate) -> None:
+    logits, target = _dice_example()
+    found = _number(candidate(logits, target, smooth=0.0), "dice_loss(...)", hint=1)
+    # 1 - 2 * 1.25 / 4 = 0.375
+    expect(_near(found, 0.375), "a loss of 0.3750 for the same example with smooth=0 (1 - 2.5 / 4)",
+           f"{found:.4f} -> use the `smooth` argument, not a fixed number", hint=2)
+
+
+def _check_dice_empty(candidate) -> None:
+    logits = torch.full((1, 1, 4, 4), -30.0)  # p ~ 1e-13: nothing predicted
+    target = torch.zeros(1, 4, 4, dtype=torch.long)  # nothing to find
+    found = _number(candidate(logits, target, smooth=1.0), "dice_loss(...)", hint=1)
+    expect(_near(found, 0.0, 1e-6), "a loss of about 0.0 for an empty mask predicted empty (nothing to find, "
+           "nothing found: a perfect answer)",
+           f"{found:.4f} -> with smooth in the numerator and the denominator this case is (0 + 1) / (0 + 1)", hint=1)
+
+
+def _check_dice_batch(candidate) -> None:
+    # image 1: p = [0.75, 0.25], t = [1, 0]; image 2: p = [0.5, 0.5], t = [1, 1]
+    logits = torch.tensor([[[[LN3, -LN3]]], [[[0.0, 0.0]]]])
+    target = torch.tensor([[[1, 0]], [[1, 1]]])
+    found = _number(candidate(logits, target, smooth=1.0), "dice_loss(...)", hint=1)
+    # whole batch: sum(p t) = 1.75, sum(p) = 2, sum(t) = 3 -> 1 - 4.5 / 6 = 0.25
+    if _near(found, 1 - (2.5 / 3 + 3 / 4) / 2):
+        why = " -> that is the mean of per-image losses; sum over the whole batch first, then take one ratio"
+    else:
+        why = (" -> sum over every pixel of every image; if target is (N, H, W) and p is (N, 1, H, W), "
+               "p * target broadcasts to (N, N, H, W): reshape the target with target.unsqueeze(1)")
+    expect(_near(found, 0.25), "a loss of 0.2500 for a batch of 2 images (sums over the batch: 1 - 4.5 / 6)",
+           f"{found:.4f}{why}", hint=2)
+
+
+def _check_dice_gradient(candidate) -> None:
+    logits, target = _dice_example()
+    loss = candidate(logits, target, smooth=1.0)
+    expect(isinstance(loss, Tensor) and loss.requires_grad, "a tensor with a gradient (training calls loss.backward())",
+           lambda: f"{type(loss).__name__} without grad -> keep it a tensor (no .item()) and use the soft probabilities, "
+           "not (p > 0.5): a threshold has no gradient", hint=2)
+    loss.backward()
+    grad = logits.grad
+    expect(grad is not None and bool(grad.abs().sum() > 0), "a non-zero gradient on the logits",
+           "no gradient reached the logits -> compute p = torch.sigmoid(logits) from the logits themselves", hint=2)
+
+
+DICE_LOSS = Exercise(
+    name="dice_loss",
+    notebook="06_train_val_functions.ipynb",
+    stub=DICE_LOSS_STUB,
+    reference=dice_loss,
+    checks=[
+        Check("has a gradient", _check_dice_gradient),
+        Check("value on a 2x2 example", _check_dice_value),
+        Check("the smooth argument", _check_dice_smooth_argument),
+        Check("empty mask predicted empty", _check_dice_empty),
+        Check("sums over the batch", _check_dice_batch),
+    ],
+    hints=[
+        "Three sums: of p * t (the soft intersection), of p and of t. smooth is added to the numerator "
+        "and to the denominator, so an empty mask predicted empty gives (0 + 1) / (0 + 1) = 1, loss 0.",
+        "p = torch.sigmoid(logits) has shape (N, 1, H, W) and target (N, H, W): make t with "
+        "target.unsqueeze(1).float() so p * t multiplies pixel by pixel. .sum() with no argument sums everything.",
+        "p = torch.sigmoid(logits); t = target.unsqueeze(1).float(); "
+        "return 1 - (2 * (p * t).sum() + smooth) / (p.sum() + t.sum() + smooth)",
+    ],
+)
+
+# ============================================================================ iou_score
+
+IOU_SCORE_STUB = '''import torch
+
+
+def iou_score(logits, target, threshold=0.5):
+    """Foreground IoU of a binary model over a whole batch: |P and T| / |P or T|.
+
+    P: the pixels whose probability sigmoid(logits) is above `threshold`.
+    T: the pixels where target == 1.
+    Count over every pixel of every image. When P and T are both empty, return 1.0.
+
+    Shape: logits (N, 1, H, W) float, target (N, H, W) int64 -> a Python float.
+    """
+    # your code here (about 5 lines)
+    raise NotImplementedError("your code here")'''
+
+
+def _row(values: list[float]) -> Tensor:
+    """A (1, 1, 1, W) logits tensor from one row of values."""
+    return torch.tensor(values).reshape(1, 1, 1, -1)
+
+
+def _check_iou_value(candidate) -> None:
+    # predicted 1 1 0 0, target 1 0 1 0: intersection 1, union 3
+    found = _number(candidate(_row([3.0, 3.0, -3.0, -3.0]), torch.tensor([[[1, 0, 1, 0]]])), "iou_score(...)", hint=1)
+    if _near(found, 0.5):
+        why = " -> that is the Dice score 2|P and T| / (|P| + |T|); IoU divides the intersection by the union"
+    else:
+        why = " -> threshold the probabilities first, then count pixels: IoU = intersection / union"
+    expect(_near(found, 1 / 3), "IoU 0.3333 for predicted [1, 1, 0, 0] and target [1, 0, 1, 0] (1 pixel shared, "
+           "3 in the union)", f"{found:.4f}{why}", hint=2)
+
+
+def _check_iou_threshold(candidate) -> None:
+    # sigmoid(0.3) = 0.574, sigmoid(2) = 0.881, sigmoid(-2) = 0.119
+    logits = _row([0.3, 0.3, -2.0, 2.0])
+    target = torch.tensor([[[1, 1, 0, 1]]])
+    found = _number(candidate(logits, target, threshold=0.5), "iou_score(...)", hint=1)
+    expect(_near(found, 1.0), "IoU 1.0000 for logits [0.3, 0.3, -2, 2] (probabilities 0.57, 0.57, 0.12, 0.88) "
+           "against target [1, 1, 0, 1] at threshold 0.5",
+           f"{found:.4f} -> the threshold is a probability: compare torch.sigmoid(logits) > threshold, "
+           "not logits > threshold", hint=2)
+    found = _number(candidate(logits, target, threshold=0.7), "iou_score(...)", hint=1)
+    expect(_near(found, 1 / 3), "IoU 0.3333 for the same example at threshold 0.7 (only 0.88 is above it)",
+           f"{found:.4f} -> use the `threshold` argument", hint=2)
+
+
+def _check_iou_empty(candidate) -> None:
+    logits = torch.full((1, 1, 2, 2), -5.0)
+    target = torch.zeros(1, 2, 2, dtype=torch.long)
+    try:
+        found = _number(candidate(logits, target), "iou_score(...)", hint=1)
+    except ZeroDivisionError:
+        raise CheckFailure("1.0 when the prediction and the target are both empty", "ZeroDivisionError -> "
+                           "the union is 0 here: return 1.0 in that case (nothing to find, nothing found)", 3) from None
+    expect(_near(found, 1.0), "1.0 when the prediction and the target are both empty (a perfect answer)",
+           f"{found} -> the union is 0 here: return 1.0 in that case", hint=3)
+
+
+def _check_iou_batch(candidate) -> None:
+    # image 1: P = {0}, T = {0} (IoU 1); image 2: P = {0, 1}, T = {2} (IoU 0); batch: 1 / 4
+    logits = torch.tensor([[[[4.0, -4.0, -4.0]]], [[[4.0, 4.0, -4.0]]]])
+    target = torch.tensor([[[1, 0, 0]], [[0, 0, 1]]])
+    found = _number(candidate(logits, target), "iou_score(...)", hint=1)
+    why = (" -> that is the mean of per-image IoUs; count intersection and union over the whole batch, then divide once"
+           if _near(found, 0.5) else "")
+    expect(_near(found, 0.25), "IoU 0.2500 for a batch of 2 images (intersection 1, union 4 over the batch)",
+           f"{found:.4f}{why}", hint=2)
+
+
+IOU_SCORE = Exercise(
+    name="iou_score",
+    notebook="06_train_val_functions.ipynb",
+    stub=IOU_SCORE_STUB,
+    reference=iou_score,
+    checks=[
+        Check("value on a 4-pixel example", _check_iou_value),
+        Check("threshold on probabilities", _check_iou_threshold),
+        Check("both empty", _check_iou_empty),
+        Check("counts over the batch", _check_iou_batch),
+    ],
+    hints=[
+        "Make two boolean masks of the same shape: pred = probabilities above the threshold, truth = target == 1. "
+        "The intersection counts pixels True in both, the union pixels True in either.",
+        "pred = torch.sigmoid(logits) > threshold is (N, 1, H, W): compare it with target.unsqueeze(1) == 1. "
+        "(pred & truth).sum() and (pred | truth).sum() count over the whole batch; .item() gives a Python number.",
+        "pred = torch.sigmoid(logits) > threshold; truth = target.unsqueeze(1) == 1; "
+        "union = (pred | truth).sum().item(); "
+        "return 1.0 if union == 0 else (pred & truth).sum().item() / union",
+    ],
+)
+
+# ============================================================================ train_one_epoch
+
+TRAIN_ONE_EPOCH_STUB = '''def train_one_epoch(model, loader, loss_fn, optimizer, device):
+    """Train `model` for one pass over `loader`; return the mean of the batch losses (a float).
+
+    For every batch (a dict with "image" and "mask"): move both to `device`, compute the
+    logits and the loss, clear the old gradients, back-propagate, take an optimiser step.
+    Remember to put the model in training mode first.
+    """
+    # your code here (about 10 lines)
+    raise NotImplementedError("your code here")'''
+
+
+class _ModeRecorder(nn.Module):
+    """Passes its input through and records whether the model was in training mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.modes: list[bool] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.modes.append(self.training)
+        return x
+
+
+class _ConstantImages(Dataset):
+    """4 images of 2x2 pixels, each channel constant: [1, 2, 3], [1, 2, 3], [2, 0, -1], [2, 0, -1]."""
+
+    VALUES = ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [2.0, 0.0, -1.0], [2.0, 0.0, -1.0])
+
+    def __len__(self) -> int:
+        return len(self.VALUES)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        image = torch.tensor(self.VALUES[i]).reshape(3, 1, 1).expand(3, 2, 2).clone()
+        return {"image": image, "mask": torch.zeros(2, 2, dtype=torch.long)}
+
+
+def _mean_logit(logits: Tensor, masks: Tensor) -> Tensor:
+    """A loss whose gradient is known by hand: the mean logit (masks unused)."""
+    return logits.mean()
+
+
+def _one_epoch(candidate) -> tuple[Any, nn.Module, _ModeRecorder]:
+    """Train logit = w . pixel (w = [1, 1, 1], SGD lr 0.1) on 2 batches, starting in eval mode.
+
+    Batch 1 (pixels [1, 2, 3]): loss 6, gradient [1, 2, 3] -> w = [0.9, 0.8, 0.7].
+    Batch 2 (pixels [2, 0, -1]): loss 1.8 - 0.7 = 1.1, gradient [2, 0, -1] -> w = [0.7, 0.8, 0.8].
+    Mean loss (6 + 1.1) / 2 = 3.55.
+    """
+    conv = nn.Conv2d(3, 1, kernel_size=1, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+    recorder = _ModeRecorder()
+    model = nn.Sequential(conv, recorder).eval()
+    loader = DataLoader(_ConstantImages(), batch_size=2, shuffle=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = candidate(model, loader, _mean_logit, optimizer, "cpu")
+    return result, model, recorder
+
+
+def _weights(model: nn.Module) -> list[float]:
+    return [round(v, 4) for v in model[0].weight.detach().flatten().tolist()]
+
+
+def _check_epoch_mean(candidate) -> None:
+    result, _, _ = _one_epoch(candidate)
+    if isinstance(result, Tensor):
+        raise CheckFailure("a Python float", f"a tensor ({result!r}) -> add up loss.item() (a float); summing the loss "
+                           "tensors keeps every batch's graph in memory", 2)
+    found = _number(result, "train_one_epoch(...)", hint=2)
+    if _near(found, 7.1):
+        why = " -> that is the sum of the batch losses; divide by the number of batches"
+    elif _near(found, 1.1) or _near(found, 6.0):
+        why = " -> that is one batch's loss; average over all batches"
+    elif _near(found, 3.5):
+        why = " -> batch 2 was scored with the starting weights: call optimizer.step() after loss.backward()"
+    else:
+        why = ""
+    expect(_near(found, 3.55), "a mean loss of 3.5500 for two batches with losses 6.0 and 1.1", f"{found:.4f}{why}", hint=2)
+
+
+def _check_epoch_weights(candidate) -> None:
+    _, model, _ = _one_epoch(candidate)
+    found = _weights(model)
+    if found == [1.0, 1.0, 1.0]:
+        why = " -> the weights did not move: call optimizer.step() after loss.backward()"
+    elif found == [0.6, 0.6, 0.5]:
+        why = (" -> batch 1's gradient was added to batch 2's: call optimizer.zero_grad() before loss.backward() "
+               "(PyTorch adds new gradients to .grad)")
+    else:
+        why = ""
+    expect(found == [0.7, 0.8, 0.8], "weights [0.7, 0.8, 0.8] after 2 SGD steps (lr 0.1) from [1, 1, 1] with "
+           "gradients [1, 2, 3] then [2, 0, -1]", f"{found}{why}", hint=3)
+
+
+def _check_epoch_train_mode(candidate) -> None:
+    _, _, recorder = _one_epoch(candidate)
+    expect(bool(recorder.modes) and all(recorder.modes), "the model in training mode for every batch",
+           lambda: f"training flags {recorder.modes} (the model was given in eval mode) -> call model.train() "
+           "before the loop: dropout and batch-norm behave differently while training", hint=1)
+
+
+TRAIN_ONE_EPOCH = Exercise(
+    name="train_one_epoch",
+    notebook="06_train_val_functions.ipynb",
+    stub=TRAIN_ONE_EPOCH_STUB,
+    reference=train_epoch_simple,
+    checks=[
+        Check("mean loss", _check_epoch_mean),
+        Check("weights after two steps", _check_epoch_weights),
+        Check("training mode", _check_epoch_train_mode),
+    ],
+    hints=[
+        "Before the loop: model.train(). Then `for batch in loader:` with images = batch['image'].to(device) "
+        "and masks = batch['mask'].to(device).",
+        "Per batch, in this order: loss = loss_fn(model(images), masks); optimizer.zero_grad(); loss.backward(); "
+        "optimizer.step(). Keep a running total of loss.item() and count the batches.",
+        "model.train(); total = 0.0\nfor batch in loader:\n    loss = loss_fn(model(batch['image'].to(device)), "
+        "batch['mask'].to(device))\n    optimizer.zero_grad(); loss.backward(); optimizer.step(); total += loss.item()\n"
+        "return total / len(loader)",
+    ],
+)
+
+EXERCISES = [DICE_LOSS, IOU_SCORE, TRAIN_ONE_EPOCH]

@@ -1,0 +1,366 @@
+"""Instance-segmentation data: from polygons or instance-id masks to torchvision detection targets.
+
+One sample's journey::
+
+    polygon JSON (labels/x.json)  --render_instance_masks-->  masks (K, H, W) bool, one per object
+    instance-id PNG (0, 1..K)     --ids == k-------------->   masks (K, H, W) bool
+      -> drop empty masks (fully hidden objects), optional downscale, optional horizontal flip
+      -> boxes from masks ([x0, y0, x1, y1], x1 = last column + 1)
+      -> image (3, H, W) float32 in [0, 1], target {"boxes", "labels", "masks", "image_id"}
+
+Images are NOT normalised with ImageNet statistics here: torchvision's detection models do that
+inside (``model.transform``), together with the resizing to ``min_size``/``max_size``.
+
+A DataLoader over these samples needs :func:`collate_detection`: images have different sizes and
+different numbers of objects, so a batch is a tuple of lists, not stacked tensors.
+
+Taught in: notebooks/10_instance.ipynb
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from workshop.data.datasets import match_by_stem
+from workshop.data.io import read_image, read_mask
+from workshop.data.polygons import drop_empty_masks, load_polygon_labels, render_instance_masks
+from workshop.errors import DataError
+
+__all__ = [
+    "DetectionDataset",
+    "PENNFUDAN_VAL_FRACTION",
+    "collate_detection",
+    "detection_target",
+    "find_pennfudan",
+    "load_instance_source",
+    "mask_to_box",
+    "normalize_image",
+    "pennfudan_dataset",
+    "polygon_dataset",
+    "resize_instances",
+    "split_items",
+]
+
+Loader = Callable[[Any], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+PENNFUDAN_VAL_FRACTION = 0.2
+"""Share of Penn-Fudan held out for validation: 34 of 170 images, fixed by seed 0 (the same split as
+``workshop.data.registry.load_dataset("pennfudan", split="val")``)."""
+
+
+def normalize_image(image: np.ndarray) -> Tensor:
+    """An 8-bit RGB image as the float tensor detection models take: channels first, values in [0, 1].
+
+    Args:
+        image: RGB image, uint8 0..255.
+
+    Returns:
+        float32 tensor in [0, 1].
+
+    Raises:
+        ValueError: the image is not (H, W, 3) uint8.
+
+    Shape:
+        (H, W, 3) uint8 -> (3, H, W) float32.
+
+    Example:
+        >>> normalize_image(np.full((2, 3, 3), 255, np.uint8)).shape
+        torch.Size([3, 2, 3])
+
+    Taught in: notebooks/10_instance.ipynb
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 image, got shape {image.shape} and dtype {image.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0)
+
+
+def mask_to_box(mask: np.ndarray) -> np.ndarray:
+    """The tight box around one mask: ``[x0, y0, x1, y1]``, with ``x1, y1`` one past the last pixel.
+
+    ``x`` counts columns and ``y`` rows. The end is exclusive, like a Python slice, so
+    ``mask[y0:y1, x0:x1]`` is the smallest crop holding the whole mask and ``x1 - x0`` is its width
+    in pixels (the convention of :func:`workshop.data.polygons.masks_to_boxes`).
+
+    Args:
+        mask: one object's mask (bool, or 0/1 integers).
+
+    Returns:
+        float32 array ``[x0, y0, x1, y1]``.
+
+    Raises:
+        ValueError: the mask is empty (an empty mask has no box) or not 2-D.
+
+    Shape:
+        (H, W) -> (4,).
+
+    Example:
+        >>> m = np.zeros((5, 6), bool); m[1:3, 2:5] = True
+        >>> mask_to_box(m)
+        array([2., 1., 5., 3.], dtype=float32)
+
+    Taught in: notebooks/10_instance.ipynb
+    """
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {mask.shape}")
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        raise ValueError("the mask is empty: an empty mask has no box (drop it first)")
+    return np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1], dtype=np.float32)
+
+
+def detection_target(masks: np.ndarray, labels: Sequence[int], image_id: int = 0) -> dict[str, Tensor]:
+    """The target dict torchvision's Mask R-CNN trains on; empty masks are dropped first.
+
+    Args:
+        masks: one mask per object (bool or 0/1).
+        labels: class id of each object (1..C-1; 0 is the background and never an object).
+        image_id: an id stored with the target (used to find the image again).
+
+    Returns:
+        ``{"boxes": (N, 4) float32, "labels": (N,) int64, "masks": (N, H, W) uint8, "image_id": int}``;
+        N may be 0 (an image without objects), with correctly shaped empty tensors.
+
+    Raises:
+        ValueError: ``labels`` and ``masks`` differ in length, or a label is < 1.
+
+    Taught in: notebooks/10_instance.ipynb
+    """
+    masks = np.asarray(masks).astype(bool)
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if masks.ndim != 3 or masks.shape[0] != labels.shape[0]:
+        raise ValueError(f"need one label per mask, got masks {masks.shape} and {labels.shape[0]} labels")
+    if labels.size and labels.min() < 1:
+        raise ValueError(f"object labels start at 1 (0 is the background), got {sorted(set(labels.tolist()))}")
+    if len(masks):  # (drop_empty_masks needs at least one mask)
+        masks, keep = drop_empty_masks(masks)
+        labels = labels[keep]
+    boxes = np.stack([mask_to_box(m) for m in masks]) if len(masks) else np.zeros((0, 4), np.float32)
+    return {
+        "boxes": torch.from_numpy(boxes.astype(np.float32)),
+        "labels": torch.from_numpy(labels),
+        "masks": torch.from_numpy(masks.astype(np.uint8)),
+        "image_id": int(image_id),
+    }
+
+
+def resize_instances(image: np.ndarray, masks: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shrink an image (bilinear) and its instance masks (nearest) so the long side is at most ``max_side``.
+
+    Shape:
+        image (H, W, 3) uint8, masks (K, H, W) bool -> (h, w, 3), (K, h, w); unchanged when small enough.
+    """
+    h, w = image.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return image, masks
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    small_masks = np.stack(
+        [np.asarray(Image.fromarray(m.astype(np.uint8)).resize(size, Image.NEAREST)) for m in masks]
+    ) if len(masks) else np.zeros((0, size[1], size[0]), dtype=np.uint8)
+    return small, small_masks.astype(bool)
+
+
+class DetectionDataset(Dataset):
+    """Images and their instances as torchvision detection samples.
+
+    Args:
+        items: one entry per image (a file path, a pair of paths, ...), handed to ``load``.
+        load: ``load(item) -> (image (H, W, 3) uint8, masks (K, H, W) bool, labels (K,) int)``.
+        train: flip horizontally with probability 0.5 (image, masks and boxes together).
+        max_side: shrink images whose long side is larger (saves time on a CPU), or None.
+        seed: seed of the flips (each item's flip depends on ``seed``, the epoch and its index).
+
+    Shape:
+        item: ``(image (3, H, W) float32 in [0, 1], target)``, target as in :func:`detection_target`.
+
+    Taught in: notebooks/10_instance.ipynb
+    """
+
+    def __init__(self, items: Sequence[Any], load: Loader, train: bool = False, max_side: int | None = None, seed: int = 0) -> None:
+        self.items = list(items)
+        self.load = load
+        self.train = train
+        self.max_side = max_side
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Give the flips of a new epoch their own random draw."""
+        self.epoch = int(epoch)
+
+    def raw(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Image, masks and labels of item ``index`` (downscaled, not flipped)."""
+        image, masks, labels = self.load(self.items[index])
+        if self.max_side is not None:
+            image, masks = resize_instances(image, masks, self.max_side)
+        return image, masks, labels
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
+        image, masks, labels = self.raw(index)
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            if rng.random() < 0.5:
+                image, masks = image[:, ::-1], masks[:, :, ::-1]
+        return normalize_image(np.ascontiguousarray(image)), detection_target(masks, labels, image_id=index)
+
+
+def collate_detection(batch: Sequence[tuple[Tensor, dict[str, Any]]]) -> tuple[list[Tensor], list[dict[str, Any]]]:
+    """Batch detection samples as two lists (images of different sizes cannot be stacked).
+
+    Returns:
+        ``(images, targets)``: a list of (3, H_i, W_i) tensors and a list of target dicts.
+
+    Taught in: notebooks/10_instance.ipynb
+    """
+    images, targets = zip(*batch) if batch else ((), ())
+    return list(images), list(targets)
+
+
+def split_items(n: int, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """A fixed, seeded train/validation split of ``range(n)`` (see ``workshop.data.loaders.split_indices``)."""
+    from workshop.data.loaders import split_indices
+
+    return split_indices(n, val_fraction, seed)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def _polygon_loader(root: Path, classes: Sequence[str]) -> Loader:
+    class_ids = {name: i + 1 for i, name in enumerate(classes)}
+
+    def load(label_file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        labels = load_polygon_labels(label_file)
+        image = read_image(root / "images" / labels["image"])
+        h, w = image.shape[:2]
+        masks = render_instance_masks(labels["objects"], h, w, classes=tuple(classes))
+        ids = [class_ids[o["class"]] for o in labels["objects"] if o["class"] in class_ids]
+        return image, masks, np.asarray(ids, dtype=np.int64)
+
+    return load
+
+
+def polygon_dataset(
+    root: str | os.PathLike,
+    classes: Sequence[str] = ("building",),
+    indices: Sequence[int] | None = None,
+    train: bool = False,
+    max_side: int | None = None,
+) -> DetectionDataset:
+    """Instances rendered from polygon labels (``root/labels/*.json`` + ``root/images``).
+
+    Objects of ``classes`` become instances with labels 1, 2, ... in the order of ``classes``;
+    other objects (roads, trees) are background, drawn in list order so they hide what is below.
+
+    Args:
+        root: data set folder, e.g. the embedded data set.
+        classes: the "thing" classes that have instances.
+        indices: which label files (in sorted order) to use; None for all.
+        train: random horizontal flips.
+        max_side: shrink larger images, or None.
+
+    Raises:
+        DataError: no label files in ``root/labels``.
+
+    Taught in: notebooks/10_instance.ipynb
+    """
+    root = Path(root)
+    files = sorted((root / "labels").glob("*.json"))
+    if not files:
+        raise DataError(f"no polygon label files (*.json) in {root / 'labels'}")
+    if indices is not None:
+        files = [files[i] for i in indices]
+    return DetectionDataset(files, _polygon_loader(root, classes), train=train, max_side=max_side)
+
+
+def _pennfudan_load(pair: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    image_path, mask_path = pair
+    image = read_image(image_path)
+    ids = read_mask(mask_path, task="multiclass", ignore_index=None)
+    if ids.shape != image.shape[:2]:
+        raise DataError(f"{mask_path}: instance mask is {ids.shape[::-1]}, image is {image.shape[1::-1]}")
+    object_ids = np.unique(ids)
+    object_ids = object_ids[object_ids != 0]
+    masks = ids[None] == object_ids.reshape(-1, 1, 1)
+    return image, masks, np.ones(len(object_ids), dtype=np.int64)
+
+
+def find_pennfudan(root: str | os.PathLike | None = None) -> Path | None:
+    """The Penn-Fudan folder: ``root`` if given, else ``workshop.data.registry.find_local`` when that
+    module exists, else ``../shared/datasets/pennfudan`` from the repository. None when absent."""
+    if root is not None:
+        return Path(root) if Path(root).is_dir() else None
+    try:
+        from workshop.data.registry import find_local  # type: ignore[attr-defined]
+
+        found = find_local("pennfudan")
+        if found is not None and Path(found).is_dir():
+            return Path(found)
+    except (ImportError, ValueError, AttributeError, OSError):
+        pass
+    candidate = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "pennfudan"
+    return candidate if candidate.is_dir() else None
+
+
+def pennfudan_dataset(
+    root: str | os.PathLike,
+    split: str = "train",
+    train: bool | None = None,
+    max_side: int | None = 320,
+    val_fraction: float = PENNFUDAN_VAL_FRACTION,
+) -> DetectionDataset:
+    """Penn-Fudan pedestrians: ``PNGImages/x.png`` with instance-id masks ``PedMasks/x_mask.png``.
+
+    The split is fixed: the images sorted by name, then :func:`split_items` with seed 0 holds out
+    ``val_fraction`` of them (34 of 170 by default) for validation, the split of
+    ``workshop.data.registry``.
+
+    Args:
+        root: the ``pennfudan`` folder.
+        split: ``"train"``, ``"val"`` or ``"all"``.
+        train: random flips; default True for the train split.
+        max_side: shrink images whose long side is larger (the photos are about 300-500 px).
+        val_fraction: share held out for validation.
+
+    Raises:
+        ValueError: unknown split (lists the valid ones).
+        DataError: missing folders or unpaired files (named in the message).
+
+    Taught in: notebooks/10_instance.ipynb
+    """
+    if split not in ("train", "val", "all"):
+        raise ValueError(f"unknown split {split!r}; choose one of: train, val, all")
+    root = Path(root)
+    pairs = match_by_stem(root / "PNGImages", root / "PedMasks", mask_suffix="_mask")
+    if split != "all":
+        train_idx, val_idx = split_items(len(pairs), val_fraction, seed=0)
+        pairs = [pairs[i] for i in (train_idx if split == "train" else val_idx)]
+    return DetectionDataset(pairs, _pennfudan_load, train=(split == "train") if train is None else train, max_side=max_side)
+
+
+def load_instance_source(name: str, root: str | os.PathLike, split: str = "all", **kwargs: Any) -> DetectionDataset:
+    """A detection data set by source name: ``"embedded"`` (polygon labels) or ``"pennfudan"``.
+
+    Raises:
+        ValueError: unknown name (lists the valid ones).
+    """
+    if name == "embedded":
+        return polygon_dataset(root, **kwargs)
+    if name == "pennfudan":
+        return pennfudan_dataset(root, split=split, **kwargs)
+    raise ValueError(f"unknown instance source {name!r}; choose one of: embedded, pennfudan")

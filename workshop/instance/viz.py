@@ -1,0 +1,118 @@
+"""Pictures of instances: one colour per object, with its box (and score).
+
+Taught in: notebooks/10_instance.ipynb
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.patches import Rectangle
+
+from workshop.data.io import default_palette
+
+__all__ = ["instance_colors", "instance_overlay", "show_instances", "show_predictions", "to_numpy_image"]
+
+
+def instance_colors(n: int) -> list[tuple[int, int, int]]:
+    """``n`` distinct RGB colours, one per instance (the background black of the palette is skipped)."""
+    return default_palette(n + 1)[1:]
+
+
+def to_numpy_image(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """A (3, H, W) float 0..1 tensor or an (H, W, 3) uint8 array as (H, W, 3) uint8."""
+    if isinstance(image, torch.Tensor):
+        return (image.detach().cpu().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+    return np.asarray(image)
+
+
+def instance_overlay(image: torch.Tensor | np.ndarray, masks: torch.Tensor | np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend every instance mask over the image in its own colour (later masks on top).
+
+    Args:
+        image: (H, W, 3) uint8 or (3, H, W) float 0..1.
+        masks: (K, H, W) bool / 0-1, or Mask R-CNN's (K, 1, H, W) probabilities (thresholded at 0.5).
+        alpha: opacity of the colours.
+
+    Returns:
+        (H, W, 3) uint8.
+
+    Taught in: notebooks/10_instance.ipynb
+    """
+    picture = to_numpy_image(image).astype(np.float32)
+    m = masks.detach().cpu().numpy() if isinstance(masks, torch.Tensor) else np.asarray(masks)
+    if m.ndim == 4:
+        m = m[:, 0]
+    m = m > 0.5 if m.dtype.kind == "f" else m.astype(bool)
+    if m.shape[1:] != picture.shape[:2]:
+        raise ValueError(f"masks {m.shape[1:]} do not match the image {picture.shape[:2]}")
+    for mask, colour in zip(m, instance_colors(len(m))):
+        picture[mask] = (1 - alpha) * picture[mask] + alpha * np.array(colour, dtype=np.float32)
+    return picture.round().clip(0, 255).astype(np.uint8)
+
+
+def show_instances(
+    image: torch.Tensor | np.ndarray,
+    target: dict[str, Any],
+    ax: plt.Axes | None = None,
+    score_threshold: float = 0.5,
+    title: str | None = None,
+) -> plt.Axes:
+    """Draw an image with its instances: coloured masks, boxes, and scores when there are some.
+
+    Args:
+        image: (H, W, 3) uint8 or (3, H, W) float 0..1.
+        target: a target or a prediction: ``masks``, ``boxes`` and optionally ``scores``
+            (predictions below ``score_threshold`` are not drawn).
+        ax: where to draw (a new figure when None).
+        score_threshold: minimum score of a drawn prediction.
+        title: axes title (default: the number of instances shown).
+
+    Returns:
+        The axes.
+
+    Taught in: notebooks/10_instance.ipynb
+    """
+    masks, boxes = target["masks"], target["boxes"]
+    scores = target.get("scores")
+    if scores is not None:
+        keep = torch.as_tensor(scores) >= score_threshold
+        masks, boxes, scores = masks[keep], boxes[keep], torch.as_tensor(scores)[keep]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(instance_overlay(image, masks))
+    colours = instance_colors(len(boxes))
+    for k, box in enumerate(np.asarray(boxes, dtype=np.float32).reshape(-1, 4)):
+        x0, y0, x1, y1 = box.tolist()
+        colour = np.array(colours[k]) / 255
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.2))
+        if scores is not None:
+            ax.text(x0, y0, f"{float(scores[k]):.2f}", color="white", fontsize=7, va="bottom",
+                    bbox=dict(facecolor=colour, alpha=0.7, pad=1, edgecolor="none"))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title if title is not None else f"{len(boxes)} instance(s)", fontsize=9)
+    return ax
+
+
+def show_predictions(
+    images: Sequence[torch.Tensor],
+    targets: Sequence[dict[str, Any]],
+    predictions: Sequence[dict[str, Any]],
+    score_threshold: float = 0.5,
+) -> plt.Figure:
+    """A grid with one row per image: ground-truth instances | predicted instances.
+
+    Taught in: notebooks/10_instance.ipynb
+    """
+    rows = max(len(images), 1)
+    fig, axes = plt.subplots(rows, 2, figsize=(6, 3 * rows), squeeze=False)
+    for r, (image, target, pred) in enumerate(zip(images, targets, predictions)):
+        show_instances(image, target, axes[r][0], title=f"ground truth: {len(target['boxes'])}")
+        shown = int((torch.as_tensor(pred["scores"]) >= score_threshold).sum())
+        show_instances(image, pred, axes[r][1], score_threshold, title=f"predicted (score >= {score_threshold}): {shown}")
+    fig.tight_layout()
+    return fig

@@ -301,3 +301,14 @@ def test_load_polygon_labels_top_level_list(tmp_path):
     path = write_json(tmp_path / "list.json", [LABELS_A])
     with pytest.raises(ValueError, match="list.json: expected a JSON object"):
         load_polygon_labels(path)
+
+
+def test_drop_empty_masks_handles_no_masks_at_all() -> None:
+    from workshop.data.polygons import drop_empty_masks
+
+    kept, index = drop_empty_masks(np.zeros((0, 4, 5), bool))
+    assert kept.shape == (0, 4, 5) and index.tolist() == []
+    masks = np.zeros((3, 4, 5), bool)
+    masks[1, 2, 2] = True
+    kept, index = drop_empty_masks(masks)
+    assert index.tolist() == [1] and kept.shape == (1, 4, 5)

@@ -301,7 +301,7 @@ def drop_empty_masks(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Taught in: notebooks/10_instance.ipynb
     """
     masks = _check_mask_stack(masks)
-    keep = np.flatnonzero(masks.reshape(masks.shape[0], -1).any(axis=1))
+    keep = np.flatnonzero(masks.any(axis=(1, 2)))
     return masks[keep], keep.astype(np.int64)
 
 

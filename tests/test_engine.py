@@ -7,32 +7,13 @@ import json
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from workshop.engine import evaluate, fit, load_checkpoint, make_optimizer, make_scheduler, save_checkpoint, train_one_epoch
 from workshop.errors import TrainingError, WorkshopError
 from workshop.losses import create_loss
 
-
-class Squares(Dataset):
-    """16x16 noisy images; the mask is the bright square (learnable in a few steps)."""
-
-    def __init__(self, n: int, seed: int) -> None:
-        g = torch.Generator().manual_seed(seed)
-        self.items = []
-        for _ in range(n):
-            y, x = torch.randint(0, 9, (2,), generator=g).tolist()
-            mask = torch.zeros(16, 16, dtype=torch.long)
-            mask[y : y + 7, x : x + 7] = 1
-            image = (2 * mask.float() - 1).expand(3, 16, 16) + 0.3 * torch.randn(3, 16, 16, generator=g)
-            self.items.append({"image": image, "mask": mask})
-        self.transform = None
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int):
-        return self.items[i]
+from tiny_training import Squares
 
 
 def tiny_model() -> nn.Module:

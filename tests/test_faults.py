@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from workshop import cli, runs
 from workshop.data.check import check_path
@@ -28,6 +28,8 @@ from workshop.data.io import load_pair, read_image
 from workshop.engine import fit, load_checkpoint, make_optimizer, make_scheduler, save_checkpoint
 from workshop.errors import DataError, TrainingError, WorkshopError
 from workshop.losses import create_loss
+
+from tiny_training import Squares
 
 # ----------------------------------------------------------------------------- files
 
@@ -148,26 +150,6 @@ def test_non_utf8_file_names_load_and_are_named(tmp_path, capsys) -> None:
 
 
 # ----------------------------------------------------------------------------- training with a tiny model
-
-
-class Squares(Dataset):
-    """16x16 noisy images; the mask is the bright square."""
-
-    def __init__(self, n: int, seed: int) -> None:
-        g = torch.Generator().manual_seed(seed)
-        self.items = []
-        for _ in range(n):
-            y, x = torch.randint(0, 9, (2,), generator=g).tolist()
-            mask = torch.zeros(16, 16, dtype=torch.long)
-            mask[y : y + 7, x : x + 7] = 1
-            image = (2 * mask.float() - 1).expand(3, 16, 16) + 0.3 * torch.randn(3, 16, 16, generator=g)
-            self.items.append({"image": image, "mask": mask})
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int):
-        return self.items[i]
 
 
 def tiny_model(out_channels: int = 1) -> nn.Module:

@@ -305,6 +305,62 @@ def test_pairs_for_other_sets(layout, name: str, task: str, expected_values: set
     assert values == expected_values
 
 
+@pytest.mark.parametrize(
+    ("name", "task", "train_stems", "val_stems"),
+    [("camvid", "multiclass", ["a", "b"], ["c"]), ("pets", "binary", ["cat_1", "dog_1"], ["cat_2"])],
+)
+def test_make_datasets_keeps_the_official_split(layout, name, task, train_stems, val_stems) -> None:
+    from workshop.data.loaders import make_datasets
+
+    root = layout(name)
+    for fraction in (0.34, 0.67):  # the publisher's split wins over val_fraction
+        cfg = load_config(profile="smoke", overrides={"data": {"source": name, "task": task, "root": str(root),
+                                                                 "image_size": 32, "val_fraction": fraction}})
+        train, val = make_datasets(cfg)
+        assert [Path(p[0]).stem for p in train.pairs] == train_stems
+        assert [Path(p[0]).stem for p in val.pairs] == val_stems
+
+
+def test_make_datasets_splits_sets_without_an_official_split_by_val_fraction(layout) -> None:
+    from workshop.data.loaders import make_datasets
+
+    root = layout("human_seg")
+    sizes = []
+    for fraction in (0.2, 0.6):
+        cfg = load_config(profile="smoke", overrides={"data": {"source": "human_seg", "root": str(root),
+                                                                 "image_size": 32, "val_fraction": fraction}})
+        train, val = make_datasets(cfg)
+        assert not {p[0] for p in train.pairs} & {p[0] for p in val.pairs}
+        sizes.append((len(train), len(val)))
+    assert sizes == [(4, 1), (2, 3)]
+
+
+def test_the_camvid_config_trains_on_the_official_split(layout, tmp_path) -> None:
+    import torch
+
+    from workshop.runs import train_from_config
+
+    root = layout("camvid")
+    config_file = Path(__file__).resolve().parents[1] / "configs" / "camvid_multiclass.yaml"
+    cfg = load_config(config_file, profile="smoke", overrides={
+        "data": {"root": str(root), "image_size": 32, "batch_size": 2},
+        "model": {"encoder_weights": None}, "train": {"device": "cpu"}})
+    assert (cfg.data.source, cfg.data.task, cfg.train.loss) == ("camvid", "multiclass", "dice_ce")
+    result = train_from_config(cfg, run_dir=tmp_path / "run", log=lambda line: None)
+    assert len(result.history) == cfg.train.epochs
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").is_file()
+    state = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
+    assert state["class_names"] == registry.camvid_label_map().names
+
+
+def test_official_train_count(layout) -> None:
+    assert registry.official_train_count("camvid", layout("camvid")) == 2
+    assert registry.official_train_count("pets", layout("pets")) == 2
+    assert registry.official_train_count("human_seg", layout("human_seg")) is None
+    with pytest.raises(ValueError, match="unknown data set 'coco'"):
+        registry.official_train_count("coco")
+
+
 def test_pairs_for_rejects_a_task_that_does_not_fit(layout) -> None:
     cfg = load_config(profile="smoke", overrides={"data": {"source": "camvid", "task": "binary"}})
     with pytest.raises(ConfigError, match="data.task='binary' does not fit camvid; choose one of: multiclass"):

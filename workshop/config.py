@@ -66,7 +66,7 @@ class DataConfig:
     label_map: str | None = None  # JSON of class names, ids, colours (colour masks)
     num_images: int = 320  # embedded data set size
     image_size: int = 128  # side of the square training crop
-    val_fraction: float = 0.2
+    val_fraction: float = 0.2  # share held out for validation (camvid and pets keep their official split)
     batch_size: int = 16
     num_workers: int = 0
     ignore_index: int = 255

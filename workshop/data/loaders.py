@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from workshop.config import Config
 from workshop.data.datasets import PairDataset, match_by_stem, read_pairs_csv
 from workshop.data.io import LabelMap
-from workshop.errors import ConfigError
+from workshop.errors import ConfigError, DataError
 
 
 def split_indices(n: int, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
@@ -57,8 +57,35 @@ def resolve_pairs(cfg: Config) -> tuple[list[tuple[Path, Path]], LabelMap | None
     return registry.pairs_for(d.source, root, cfg)
 
 
+def train_val_indices(cfg: Config, num_pairs: int) -> tuple[list[int], list[int]]:
+    """Which of :func:`resolve_pairs`'s pairs train and which validate.
+
+    Data sets whose publisher fixes a split keep it, so numbers compare with published ones:
+    CamVid validates on its ``val`` list, Oxford-IIIT Pet on its ``test`` list (``data.val_fraction``
+    is not used for them). Every other source gets a seeded random split of ``data.val_fraction``.
+
+    Returns:
+        (train indices, validation indices) into the list of pairs.
+
+    Taught in: notebooks/04_dataloaders.ipynb
+    """
+    d = cfg.data
+    if d.source not in ("embedded", "folder", "csv"):
+        from workshop.data import registry
+
+        n_train = registry.official_train_count(d.source, d.root)
+        if n_train is not None:
+            if not 0 < n_train < num_pairs:
+                raise DataError(f"{d.source}: the official split lists {n_train} training pairs of {num_pairs}; "
+                                f"the data set at {d.root} looks incomplete (`workshop data verify {d.source}`)")
+            return list(range(n_train)), list(range(n_train, num_pairs))
+    return split_indices(num_pairs, d.val_fraction, d.seed)
+
+
 def make_datasets(cfg: Config, seed: int | None = None) -> tuple[PairDataset, PairDataset]:
     """Training and validation data sets with their transforms (train: augmented).
+
+    The split is :func:`train_val_indices`'s: official for CamVid and Pets, seeded otherwise.
 
     Shape:
         item["image"] (3, S, S) float32, item["mask"] (S, S) int64, S = ``cfg.data.image_size``.
@@ -66,7 +93,7 @@ def make_datasets(cfg: Config, seed: int | None = None) -> tuple[PairDataset, Pa
     from workshop.augment import get_transforms
 
     pairs, label_map = resolve_pairs(cfg)
-    train_idx, val_idx = split_indices(len(pairs), cfg.data.val_fraction, cfg.data.seed)
+    train_idx, val_idx = train_val_indices(cfg, len(pairs))
     common = dict(task=cfg.data.task, label_map=label_map, ignore_index=cfg.data.ignore_index)
     seed = cfg.train.seed if seed is None else seed
     train = PairDataset([pairs[i] for i in train_idx], transform=get_transforms(cfg, train=True, seed=seed), **common)

@@ -635,6 +635,23 @@ def official_split(name: str, root: str | os.PathLike | None = None) -> tuple[li
     return None
 
 
+def official_train_count(name: str, root: str | os.PathLike | None = None) -> int | None:
+    """How many of :func:`pairs_for`'s pairs (official training pairs first) are the official training split.
+
+    camvid: the lines of ``train_rel.txt`` (367 of 468 in the full set); pets: the lines of
+    ``annotations/trainval.txt`` (3680 of 7349). None for data sets without an official split
+    (human_seg, pennfudan): their validation split is a seeded random one.
+
+    Taught in: notebooks/09_multiclass.ipynb
+    """
+    get_entry(name)
+    if name not in ("camvid", "pets"):
+        return None
+    path = _require_root(name, root)
+    list_file = path / "train_rel.txt" if name == "camvid" else path / "annotations" / "trainval.txt"
+    return len(_read_list(list_file))
+
+
 def _raw_pairs(name: str, root: Path, split: str, seed: int, val_fraction: float) -> list[tuple[Path, Path]]:
     if split not in SPLITS[name]:
         raise ValueError(f"unknown split {split!r} for {name}; choose one of: {', '.join(SPLITS[name])}")
@@ -786,7 +803,8 @@ def pairs_for(name: str, root: str | os.PathLike | None, cfg: Any) -> tuple[list
     ``PairDataset`` reads as they are: human_seg 0/1 at the photo's size, camvid ids 0..10 with
     void -> 255, pets per ``cfg.data.task`` (border -> 255 in the binary view), pennfudan person
     vs background. All pairs are returned, official train first (camvid: train then val;
-    pets: trainval then test); ``loaders`` makes its own seeded split.
+    pets: trainval then test), so that ``loaders.make_datasets`` can keep the official split
+    (:func:`official_train_count`); the others get a seeded split there.
 
     Args:
         name: registry name (``cfg.data.source``).

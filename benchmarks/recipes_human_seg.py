@@ -183,20 +183,9 @@ def validation_inputs(recipe: Recipe, val_pairs, workers: int):
 
 
 def build_model(recipe: Recipe):
-    import segmentation_models_pytorch as smp
+    from workshop.models import create_model
 
-    from workshop.models import create_model, load_encoder_state_dict
-    from workshop.weights import load_imagenet_state_dict
-
-    if recipe.decoder_channels is None:
-        return create_model("unet", recipe.encoder, recipe.weights, num_classes=1)
-    model = smp.Unet(recipe.encoder, encoder_weights=None, classes=1, decoder_channels=recipe.decoder_channels)
-    model.weights_source = "random init"
-    if recipe.weights == "imagenet":
-        state_dict, where = load_imagenet_state_dict("torchvision_mobilenet_v2")
-        load_encoder_state_dict(model.encoder, state_dict)
-        model.weights_source = f"ImageNet ({where})"
-    return model
+    return create_model("unet", recipe.encoder, recipe.weights, num_classes=1, decoder_channels=recipe.decoder_channels)
 
 
 def build_loss(recipe: Recipe):

@@ -19,6 +19,11 @@ def test_profiles_size_the_run(profile: str, image_size: int, epochs: int) -> No
     assert cfg.train.epochs == epochs
 
 
+@pytest.mark.parametrize(("profile", "decoder"), [("smoke", "light"), ("cpu", "light"), ("gpu", "standard")])
+def test_the_cpu_recipe_uses_the_light_decoder(profile: str, decoder: str) -> None:
+    assert load_config(profile=profile).model.decoder == decoder
+
+
 def test_layers_apply_in_order(tmp_path) -> None:
     path = tmp_path / "run.yaml"
     path.write_text("profile: smoke\ntrain:\n  lr: 0.05\n  epochs: 3\ndata:\n  task: multiclass\n")
@@ -46,6 +51,7 @@ def test_save_then_load_round_trips(tmp_path) -> None:
         (["data.task=panoptic"], ["binary, multiclass"]),
         (["train.epochs=three"], ["train.epochs='three'", "expected int"]),
         (["data.batch_size=true"], ["expected int"]),
+        (["model.decoder=tiny"], ["model.decoder='tiny'", "light, standard"]),
     ],
 )
 def test_bad_keys_and_values_name_the_choices(overrides, fragments) -> None:

@@ -242,3 +242,29 @@ def test_viewer_rejects_inputs_that_do_not_fit(change, words) -> None:
     images, probs, masks = change(*viewer_inputs(2))
     with pytest.raises(ValueError, match=words):
         inference_viewer(images, probs, masks)
+
+
+def test_a_run_saved_before_model_decoder_existed_still_loads(tmp_path) -> None:
+    """Checkpoints written before the ``model.decoder`` key had smp's standard decoder."""
+    from workshop.engine import save_checkpoint
+    from workshop.models import create_model
+
+    cfg = load_config(profile="smoke", overrides={"model": {"encoder_weights": None}})
+    old_config = cfg.to_dict()
+    del old_config["model"]["decoder"]
+    standard = create_model("unet", "mobilenet_v2", None, 1)
+    save_checkpoint({"model": standard.state_dict(), "config": old_config, "class_names": ["background", "building"]},
+                    tmp_path / "checkpoints" / "best.pt")
+    model, _ = load_trained_model(tmp_path)
+    assert model.decoder_channels is None
+    for key, value in standard.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_a_light_decoder_run_reloads_with_its_decoder(tiny_run) -> None:
+    cfg, result = tiny_run
+    assert cfg.model.decoder == "light"
+    model, state = load_trained_model(result.run_dir)
+    assert model.decoder_channels == (128, 64, 32, 16, 8)
+    assert state["config"]["model"]["decoder"] == "light"
+

@@ -16,9 +16,11 @@ from torchvision.models.segmentation import deeplabv3_resnet50, lraspp_mobilenet
 from workshop import weights
 from workshop.models import (
     ARCHITECTURES,
+    LIGHT_DECODER_CHANNELS,
     TorchvisionSegmenter,
     count_parameters,
     create_model,
+    decoder_channels_for,
     encoder_stages,
     freeze_encoder,
     model_summary,
@@ -365,3 +367,52 @@ def test_set_trainable_rejects_bad_values(bad: object) -> None:
 def test_set_trainable_needs_an_encoder() -> None:
     with pytest.raises(ValueError, match="encoder"):
         set_trainable(nn.Conv2d(3, 1, 1), "none")
+
+
+# --------------------------------------------------------------------------- decoder widths
+
+
+def test_light_decoder_sets_every_unet_block_and_keeps_the_output_shape() -> None:
+    light = create_model("unet", "mobilenet_v2", None, 3, decoder_channels=LIGHT_DECODER_CHANNELS)
+    standard = create_model("unet", "mobilenet_v2", None, 3)
+    widths = [block.conv2[0].out_channels for block in light.decoder.blocks]
+    assert widths == [128, 64, 32, 16, 8] and light.decoder_channels == (128, 64, 32, 16, 8)
+    assert [block.conv2[0].out_channels for block in standard.decoder.blocks] == [256, 128, 64, 32, 16]
+    assert standard.decoder_channels is None
+    x = torch.zeros(1, 3, 64, 64)
+    assert light(x).shape == standard(x).shape == (1, 3, 64, 64)
+    # the encoder is the same network; only the decoder shrinks
+    assert count_parameters(light.encoder) == count_parameters(standard.encoder)
+    assert count_parameters(light.decoder) < count_parameters(standard.decoder) / 3
+
+
+def test_light_decoder_keeps_the_offline_imagenet_encoder(mobilenet_file: Path) -> None:
+    light = create_model("unet", "mobilenet_v2", "imagenet", 1, decoder_channels=LIGHT_DECODER_CHANNELS)
+    standard = create_model("unet", "mobilenet_v2", "imagenet", 1)
+    for (name, a), (_, b) in zip(light.encoder.state_dict().items(), standard.encoder.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert light.weights_source.startswith("ImageNet")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"arch": "fpn", "decoder_channels": (128, 64, 32, 16, 8)}, "decoder_channels can be set for unet, unetplusplus only, not 'fpn'"),
+        ({"arch": "tv_deeplabv3_resnet50", "decoder_channels": (1, 1, 1, 1, 1)}, "not 'tv_deeplabv3_resnet50'"),
+        ({"arch": "unet", "decoder_channels": (128, 64, 32, 16)}, r"5 positive ints .* got \(128, 64, 32, 16\)"),
+        ({"arch": "unet", "decoder_channels": (128, 64, 0, 16, 8)}, "5 positive ints"),
+        ({"arch": "unet", "decoder_channels": (128, 64, True, 16, 8)}, "5 positive ints"),
+    ],
+)
+def test_bad_decoder_channels_are_explained(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        create_model(encoder="mobilenet_v2", encoder_weights=None, **kwargs)
+
+
+def test_decoder_channels_for_maps_the_config_value() -> None:
+    assert decoder_channels_for("unet", "light") == LIGHT_DECODER_CHANNELS
+    assert decoder_channels_for("UnetPlusPlus", "light") == LIGHT_DECODER_CHANNELS
+    assert decoder_channels_for("fpn", "light") is None  # FPN keeps its own decoder
+    assert decoder_channels_for("unet", "standard") is None
+    with pytest.raises(ValueError, match="unknown decoder 'tiny'; valid choices: light, standard"):
+        decoder_channels_for("unet", "tiny")

@@ -353,6 +353,30 @@ def test_the_camvid_config_trains_on_the_official_split(layout, tmp_path) -> Non
     assert state["class_names"] == registry.camvid_label_map().names
 
 
+def test_a_real_data_set_needs_no_data_root(tmp_path, monkeypatch) -> None:
+    from workshop.data.loaders import make_datasets
+
+    shared = tmp_path / "shared-sets"
+    make_camvid(_mkdir(shared / "camvid"))
+    monkeypatch.setattr(registry, "_shared_candidates", lambda name: [shared / name])
+    cfg = load_config(profile="smoke", overrides={"data": {"source": "camvid", "task": "multiclass", "image_size": 32}})
+    assert cfg.data.root is None
+    train, val = make_datasets(cfg)  # found in the shared folder
+    assert (len(train), len(val)) == (2, 1)
+    monkeypatch.setattr(registry, "_shared_candidates", lambda name: [tmp_path / "nowhere" / name])
+    with pytest.raises(DataError, match=r"data set 'camvid' is not on this machine: run `workshop data download camvid`"):
+        make_datasets(cfg)
+
+
+def test_folder_and_csv_sources_still_need_data_root() -> None:
+    from workshop.data.loaders import make_datasets
+
+    for source in ("folder", "csv"):
+        cfg = load_config(profile="smoke", overrides={"data": {"source": source}})
+        with pytest.raises(ConfigError, match=f"data.root must name the data folder when data.source is '{source}'"):
+            make_datasets(cfg)
+
+
 def test_official_train_count(layout) -> None:
     assert registry.official_train_count("camvid", layout("camvid")) == 2
     assert registry.official_train_count("pets", layout("pets")) == 2

@@ -40,12 +40,14 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("cosine", "onecycle", "step", "none")
 MONITORS = ("iou", "dice", "loss")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+DECODERS = ("light", "standard")  # model.decoder; see workshop.models.LIGHT_DECODER_CHANNELS
 
 # Allowed values for string fields, by "section.key".
 CHOICES: dict[str, tuple[str, ...]] = {
     "profile": PROFILES,
     "data.source": SOURCES,
     "data.task": TASKS,
+    "model.decoder": DECODERS,
     "train.optimizer": OPTIMIZERS,
     "train.scheduler": SCHEDULERS,
     "train.monitor": MONITORS,
@@ -92,6 +94,7 @@ class ModelConfig:
     arch: str = "unet"
     encoder: str = "mobilenet_v2"
     encoder_weights: str | None = "imagenet"
+    decoder: str = "light"  # light: U-Net decoder widths 128..8 (fast on a CPU); standard: smp's 256..16
 
 
 @dataclass
@@ -138,7 +141,7 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
     "cpu": {},
     "gpu": {
         "data": {"num_images": 1000, "image_size": 256, "batch_size": 32, "num_workers": 2},
-        "model": {"encoder": "resnet34"},
+        "model": {"encoder": "resnet34", "decoder": "standard"},
         "train": {"epochs": 25, "lr": 1e-3},
     },
 }

@@ -5,6 +5,7 @@ Taught in: notebooks/08_inference.ipynb
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ def load_trained_model(checkpoint: str | os.PathLike, device: torch.device | str
     """
     from workshop.config import load_config
     from workshop.engine import load_checkpoint
-    from workshop.models import create_model
+    from workshop.runs import build_model
 
     path = Path(checkpoint)
     if path.is_dir():
@@ -36,9 +37,10 @@ def load_trained_model(checkpoint: str | os.PathLike, device: torch.device | str
     state = load_checkpoint(path, map_location=device)
     if "config" not in state:
         raise WorkshopError(f"{path} has no config; it was not written by `workshop train`")
-    cfg = load_config(overrides=state["config"], profile=state["config"].get("profile"))
-    out_channels = 1 if cfg.data.task == "binary" else len(state["class_names"])
-    model = create_model(cfg.model.arch, cfg.model.encoder, None, out_channels)
+    saved = copy.deepcopy(state["config"])
+    saved.setdefault("model", {}).setdefault("decoder", "standard")  # runs saved before model.decoder existed
+    cfg = load_config(overrides=saved, profile=saved.get("profile"))
+    model = build_model(cfg, len(state["class_names"]), pretrained=False)
     model.load_state_dict(state["model"])
     return model.to(device).eval(), state
 

@@ -25,7 +25,7 @@ notebooks/09_multiclass.ipynb)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import segmentation_models_pytorch as smp
 import timm
@@ -33,6 +33,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from workshop.config import DECODERS
 from workshop.weights import (
     HF_HOST,
     PYTORCH_HOST,
@@ -44,11 +45,14 @@ from workshop.weights import (
 
 __all__ = [
     "ARCHITECTURES",
+    "DECODERS",
+    "LIGHT_DECODER_CHANNELS",
     "SMP_ARCHITECTURES",
     "TORCHVISION_ARCHITECTURES",
     "TorchvisionSegmenter",
     "count_parameters",
     "create_model",
+    "decoder_channels_for",
     "encoder_stages",
     "freeze_encoder",
     "load_encoder_state_dict",
@@ -129,6 +133,36 @@ POPULAR_ENCODERS = ("mobilenet_v2", "resnet18", "resnet34", "resnet50", "efficie
 
 OFFLINE_ENCODER = "mobilenet_v2"
 """The encoder whose ImageNet weights work without a network."""
+
+LIGHT_DECODER_CHANNELS = (128, 64, 32, 16, 8)
+"""Decoder widths of the ``cpu`` recipe's U-Net (``model.decoder: light``): half of smp's default
+(256, 128, 64, 32, 16). With a MobileNetV2 encoder the default decoder's forward pass costs about 7x
+the encoder's; the light one brings a 160 px training step from 13.2 to 8.6 GFLOP per image
+(measured for ``benchmarks/recipes_human_seg.py``)."""
+
+DECODER_CHANNELS_ARCHS = ("unet", "unetplusplus")
+"""The architectures whose decoder widths ``create_model(decoder_channels=...)`` can set."""
+
+
+
+def decoder_channels_for(arch: str, decoder: str) -> tuple[int, ...] | None:
+    """The ``decoder_channels`` that the config value ``model.decoder`` asks of :func:`create_model`.
+
+    ``"light"`` gives :data:`LIGHT_DECODER_CHANNELS` to the U-Net family and None (their own
+    decoder) to every other architecture; ``"standard"`` gives None (smp's default widths).
+
+    Raises:
+        ValueError: ``decoder`` is not one of :data:`~workshop.config.DECODERS`.
+
+    Example:
+        >>> decoder_channels_for("unet", "light"), decoder_channels_for("fpn", "light")
+        ((128, 64, 32, 16, 8), None)
+
+    Taught in: notebooks/07_training.ipynb
+    """
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; valid choices: {', '.join(DECODERS)}")
+    return LIGHT_DECODER_CHANNELS if decoder == "light" and arch.lower() in DECODER_CHANNELS_ARCHS else None
 
 _VOC_CLASSES = 21
 _TV_WEIGHT_CHOICES = (None, "imagenet", "coco")
@@ -353,9 +387,15 @@ def _smp_hub_cached(encoder: str, encoder_weights: str) -> bool:
 
 
 def _create_smp_model(
-    arch: str, encoder: str, encoder_weights: str | None, num_classes: int, in_channels: int
+    arch: str, encoder: str, encoder_weights: str | None, num_classes: int, in_channels: int,
+    decoder_channels: tuple[int, ...] | None = None,
 ) -> nn.Module:
-    model_class = SMP_ARCHITECTURES[arch]
+    base_class = SMP_ARCHITECTURES[arch]
+    if decoder_channels is None:
+        model_class = base_class
+    else:
+        def model_class(**kwargs: Any) -> nn.Module:
+            return base_class(decoder_channels=decoder_channels, **kwargs)
     if encoder_weights is None:
         model = model_class(encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=num_classes)
         source = "random init"
@@ -393,6 +433,7 @@ def _create_smp_model(
             ) from error
         source = f"{'ImageNet' if encoder_weights == 'imagenet' else encoder_weights} ({where})"
     model.arch = arch
+    model.decoder_channels = tuple(decoder_channels) if decoder_channels else None
     model.encoder_name = encoder
     model.weights_source = source
     return model
@@ -404,6 +445,7 @@ def create_model(
     encoder_weights: str | None = None,
     num_classes: int = 1,
     in_channels: int = 3,
+    decoder_channels: Sequence[int] | None = None,
 ) -> nn.Module:
     """Build a segmentation model by name.
 
@@ -423,6 +465,9 @@ def create_model(
         num_classes: Number of output channels: 1 for a binary task, the number
             of classes for a multiclass task.
         in_channels: Number of input image channels (smp models only; 3 for ``tv_``).
+        decoder_channels: Widths of the 5 decoder blocks of ``"unet"`` / ``"unetplusplus"``,
+            deepest first (e.g. :data:`LIGHT_DECODER_CHANNELS`); None keeps smp's default
+            (256, 128, 64, 32, 16).
 
     Returns:
         An ``nn.Module`` mapping images to logits, with string attributes
@@ -430,7 +475,8 @@ def create_model(
 
     Raises:
         ValueError: For an unknown ``arch``, ``encoder`` or ``encoder_weights``
-            (the message lists valid choices), or non-positive sizes.
+            (the message lists valid choices), non-positive sizes, or ``decoder_channels``
+            that are not 5 positive ints or are given for another architecture.
         WeightsUnavailableError: If pretrained weights were asked for and cannot
             be loaded (never replaced by random weights silently).
 
@@ -453,6 +499,16 @@ def create_model(
         raise ValueError(f"num_classes must be a positive int (1 for a binary task), got {num_classes!r}")
     if not isinstance(in_channels, int) or in_channels < 1:
         raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+    if decoder_channels is not None:
+        if arch not in DECODER_CHANNELS_ARCHS:
+            raise ValueError(
+                f"decoder_channels can be set for {', '.join(DECODER_CHANNELS_ARCHS)} only, not {arch!r}; "
+                "pass decoder_channels=None"
+            )
+        widths = tuple(decoder_channels)
+        if len(widths) != 5 or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths):
+            raise ValueError(f"decoder_channels must be 5 positive ints (deepest block first), got {decoder_channels!r}")
+        decoder_channels = widths
 
     if arch in TORCHVISION_ARCHITECTURES:
         if encoder_weights not in _TV_WEIGHT_CHOICES:
@@ -472,7 +528,7 @@ def create_model(
                 f"unknown encoder_weights {encoder_weights!r} for encoder {encoder!r}; "
                 f"valid choices: {[None, *choices]}"
             )
-    return _create_smp_model(arch, encoder, encoder_weights, num_classes, in_channels)
+    return _create_smp_model(arch, encoder, encoder_weights, num_classes, in_channels, decoder_channels)
 
 
 # --------------------------------------------------------------------------- freezing

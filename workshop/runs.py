@@ -38,12 +38,28 @@ def new_run_dir(base: str | os.PathLike, name: str = "run") -> Path:
     return path
 
 
-def build_model(cfg: Config, num_classes: int):
-    """The model of ``cfg`` with the output channels of the task (binary: 1)."""
-    from workshop.models import create_model
+def build_model(cfg: Config, num_classes: int, pretrained: bool = True):
+    """The model of ``cfg`` (arch, encoder, weights, decoder) with the output channels of the task.
+
+    Args:
+        cfg: the configuration (``cfg.model`` and ``cfg.data.task``).
+        num_classes: classes of a multiclass task (a binary task always has 1 output channel).
+        pretrained: False builds the same network without loading weights (to load a checkpoint).
+
+    Returns:
+        The model from :func:`workshop.models.create_model`.
+
+    Shape:
+        (N, 3, H, W) -> (N, 1, H, W) binary, (N, num_classes, H, W) multiclass logits.
+
+    Taught in: notebooks/07_training.ipynb
+    """
+    from workshop.models import create_model, decoder_channels_for
 
     out_channels = 1 if cfg.data.task == "binary" else num_classes
-    return create_model(cfg.model.arch, cfg.model.encoder, cfg.model.encoder_weights, out_channels)
+    weights = cfg.model.encoder_weights if pretrained else None
+    decoder_channels = decoder_channels_for(cfg.model.arch, cfg.model.decoder)
+    return create_model(cfg.model.arch, cfg.model.encoder, weights, out_channels, decoder_channels=decoder_channels)
 
 
 def train_from_config(
@@ -83,7 +99,10 @@ def train_from_config(
     names = list(class_names(cfg, label_map))
     num_classes = len(names)
     model = build_model(cfg, num_classes)
-    log(f"model: {cfg.model.arch} / {cfg.model.encoder}, weights: {getattr(model, 'weights_source', cfg.model.encoder_weights)}; device: {device}")
+    widths = getattr(model, "decoder_channels", None)
+    decoder = f"decoder {'-'.join(map(str, widths))}" if widths else "standard decoder"
+    log(f"model: {cfg.model.arch} / {cfg.model.encoder} ({decoder}), weights: "
+        f"{getattr(model, 'weights_source', cfg.model.encoder_weights)}; device: {device}")
     loss_fn = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index)
     optimizer = make_optimizer(model, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
     scheduler = make_scheduler(optimizer, cfg.train.scheduler, cfg.train.lr, cfg.train.epochs, len(train_loader))

@@ -44,17 +44,17 @@ def resolve_pairs(cfg: Config) -> tuple[list[tuple[Path, Path]], LabelMap | None
         sub = "binary" if d.task == "binary" else "multiclass"
         label_map = LabelMap.from_json(root / "labelmap.json", d.ignore_index) if d.task == "multiclass" else None
         return match_by_stem(root / "images", root / "masks" / sub), label_map
+    if d.source not in ("folder", "csv"):
+        from workshop.data import registry  # real data sets; without data.root: the download or ../shared
+
+        return registry.pairs_for(d.source, d.root, cfg)
     if d.root is None:
         raise ConfigError(f"data.root must name the data folder when data.source is {d.source!r}")
     root = Path(d.root).expanduser()
     label_map = LabelMap.from_json(d.label_map, d.ignore_index) if d.label_map else None
     if d.source == "folder":
         return match_by_stem(root / d.images_dir, root / d.masks_dir), label_map
-    if d.source == "csv":
-        return read_pairs_csv(root / (d.csv_file or "train.csv"), root), label_map
-    from workshop.data import registry  # real data sets (human_seg, camvid)
-
-    return registry.pairs_for(d.source, root, cfg)
+    return read_pairs_csv(root / (d.csv_file or "train.csv"), root), label_map
 
 
 def train_val_indices(cfg: Config, num_pairs: int) -> tuple[list[int], list[int]]:

@@ -52,7 +52,7 @@ from workshop.engine import fit, make_optimizer, make_scheduler  # noqa: E402
 from workshop.env import seed_everything  # noqa: E402
 from workshop.losses import create_loss  # noqa: E402
 from workshop.metrics import SegmentationMetrics  # noqa: E402
-from workshop.models import create_model  # noqa: E402
+from workshop.runs import build_model  # noqa: E402
 from workshop.multiclass import class_frequency, format_class_table, inverse_frequency_weights, load_camvid  # noqa: E402
 
 IGNORE = 255
@@ -103,6 +103,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a tiny run that only proves the script works")
     parser.add_argument("--root", default=None, help="the camvid folder (default: found by workshop.data.registry)")
     parser.add_argument("--size", type=int, default=None, help="training image height (default: the cpu profile's image_size)")
+    parser.add_argument("--decoder", choices=("light", "standard"), default=None,
+                        help="U-Net decoder widths (default: the cpu profile's, light)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--run-dir", default=None, help="where checkpoints go (default: a temporary folder)")
     parser.add_argument("--out", default=None, help="write the results as JSON here (e.g. benchmarks/results/NAME.json)")
@@ -146,7 +148,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("WORKSHOP_OFFLINE", "1")
     t_start = time.monotonic()
-    cfg = load_config(profile="cpu", overrides={"data": {"task": "multiclass"}})
+    overrides = {"data": {"task": "multiclass"}, "model": {"decoder": args.decoder} if args.decoder else {}}
+    cfg = load_config(profile="cpu", overrides=overrides)
     minutes = 1.0 if args.quick else args.minutes
     height = args.size or (64 if args.quick else cfg.data.image_size)
     width = max(32, int(round(height * 4 / 3 / 32)) * 32)
@@ -171,12 +174,12 @@ def main(argv=None) -> int:
     counts = class_frequency(train_set.masks, num_classes, IGNORE)
     weights = inverse_frequency_weights(counts, power=0.5)
     loss_fn = create_loss("dice_ce", mode="multiclass", ignore_index=IGNORE, class_weights=weights)
-    model = create_model(cfg.model.arch, cfg.model.encoder, cfg.model.encoder_weights, num_classes=num_classes)
+    model = build_model(cfg, num_classes)  # the profile's arch, encoder, weights and decoder
     generator = torch.Generator().manual_seed(cfg.train.seed)
     drop_last = len(train_set) > batch_size
     train_loader = DataLoader(train_set, batch_size=batch_size, shuffle=True, generator=generator, drop_last=drop_last)
     val_loader = DataLoader(val_set, batch_size=batch_size)
-    print(f"model: {cfg.model.arch} + {cfg.model.encoder} ({model.weights_source.split(' (')[0]}), "
+    print(f"model: {cfg.model.arch} + {cfg.model.encoder} ({model.weights_source.split(' (')[0]}), {cfg.model.decoder} decoder, "
           f"{cfg.train.optimizer} lr {cfg.train.lr:g}, {cfg.train.scheduler}, batch {batch_size}, loss dice_ce, "
           f"class weights {[round(w, 2) for w in weights]}, threads {torch.get_num_threads()}")
 
@@ -215,7 +218,7 @@ def main(argv=None) -> int:
         payload = {
             "benchmark": "multiclass_camvid", "quick": args.quick, "minutes": minutes,
             "train_minutes": round(train_minutes, 2), "epochs_run": len(result.history), "best_epoch": best["epoch"],
-            "size": [height, width], "threads": torch.get_num_threads(), "model": f"{cfg.model.arch}+{cfg.model.encoder}",
+            "size": [height, width], "threads": torch.get_num_threads(), "model": f"{cfg.model.arch}+{cfg.model.encoder}", "decoder": cfg.model.decoder,
             "miou": scores["iou"], "pixel_accuracy": scores["pixel_accuracy"],
             "per_class_iou": dict(zip(names, scores["per_class_iou"])),
         }

@@ -24,6 +24,7 @@ notebooks/09_multiclass.ipynb)
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -144,7 +145,6 @@ DECODER_CHANNELS_ARCHS = ("unet", "unetplusplus")
 """The architectures whose decoder widths ``create_model(decoder_channels=...)`` can set."""
 
 
-
 def decoder_channels_for(arch: str, decoder: str) -> tuple[int, ...] | None:
     """The ``decoder_channels`` that the config value ``model.decoder`` asks of :func:`create_model`.
 
@@ -163,6 +163,7 @@ def decoder_channels_for(arch: str, decoder: str) -> tuple[int, ...] | None:
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; valid choices: {', '.join(DECODERS)}")
     return LIGHT_DECODER_CHANNELS if decoder == "light" and arch.lower() in DECODER_CHANNELS_ARCHS else None
+
 
 _VOC_CLASSES = 21
 _TV_WEIGHT_CHOICES = (None, "imagenet", "coco")
@@ -390,12 +391,9 @@ def _create_smp_model(
     arch: str, encoder: str, encoder_weights: str | None, num_classes: int, in_channels: int,
     decoder_channels: tuple[int, ...] | None = None,
 ) -> nn.Module:
-    base_class = SMP_ARCHITECTURES[arch]
-    if decoder_channels is None:
-        model_class = base_class
-    else:
-        def model_class(**kwargs: Any) -> nn.Module:
-            return base_class(decoder_channels=decoder_channels, **kwargs)
+    model_class = SMP_ARCHITECTURES[arch]
+    if decoder_channels is not None:  # only the U-Net family (checked by create_model)
+        model_class = functools.partial(model_class, decoder_channels=decoder_channels)
     if encoder_weights is None:
         model = model_class(encoder_name=encoder, encoder_weights=None, in_channels=in_channels, classes=num_classes)
         source = "random init"

@@ -642,7 +642,8 @@ def official_train_count(name: str, root: str | os.PathLike | None = None) -> in
     ``annotations/trainval.txt`` (3680 of 7349). None for data sets without an official split
     (human_seg, pennfudan): their validation split is a seeded random one.
 
-    Taught in: notebooks/09_multiclass.ipynb
+    Taught in: notebooks/03_dataset.ipynb (the registry); used by
+    ``workshop.data.loaders.train_val_indices`` (notebooks/04_dataloaders.ipynb).
     """
     get_entry(name)
     if name not in ("camvid", "pets"):

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from workshop.augment import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-from workshop.config import load_config  # noqa: E402
+from workshop.config import DECODERS, load_config  # noqa: E402
 from workshop.engine import fit, make_optimizer, make_scheduler  # noqa: E402
 from workshop.env import seed_everything  # noqa: E402
 from workshop.losses import create_loss  # noqa: E402
@@ -103,7 +103,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a tiny run that only proves the script works")
     parser.add_argument("--root", default=None, help="the camvid folder (default: found by workshop.data.registry)")
     parser.add_argument("--size", type=int, default=None, help="training image height (default: the cpu profile's image_size)")
-    parser.add_argument("--decoder", choices=("light", "standard"), default=None,
+    parser.add_argument("--decoder", choices=DECODERS, default=None,
                         help="U-Net decoder widths (default: the cpu profile's, light)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--run-dir", default=None, help="where checkpoints go (default: a temporary folder)")

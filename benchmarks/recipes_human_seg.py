@@ -488,6 +488,9 @@ def summarize(runs: list[dict]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(REPO))
+    from workshop.models import LIGHT_DECODER_CHANNELS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budgets", type=float, nargs="+", default=[2.0, 5.0, 10.0], help="wall budgets in minutes")
     parser.add_argument("--quick", action="store_true", help="budgets of 0.5 min, evaluations every 10 s (a smoke test)")
@@ -501,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=160, help="ours: input size")
     parser.add_argument("--batch", type=int, default=8, help="ours: batch size")
     parser.add_argument("--lr", type=float, default=3e-3, help="ours: peak learning rate")
-    parser.add_argument("--decoder-channels", type=int, nargs=5, default=[128, 64, 32, 16, 8],
+    parser.add_argument("--decoder-channels", type=int, nargs=5, default=list(LIGHT_DECODER_CHANNELS),
                         help="ours: Unet decoder widths (smp's default is 256 128 64 32 16)")
     parser.add_argument("--default-decoder", action="store_true", help="ours: smp's default decoder widths")
     parser.add_argument("--loader-probe-images", type=int, default=48)
@@ -511,7 +514,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child-marks", type=float, nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--schedule-minutes", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO))
     if args.quick and args.budgets == [2.0, 5.0, 10.0]:
         args.budgets = [0.5]
         args.loader_probe_images = 16

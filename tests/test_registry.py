@@ -377,6 +377,17 @@ def test_folder_and_csv_sources_still_need_data_root() -> None:
             make_datasets(cfg)
 
 
+def test_an_official_split_without_validation_pairs_is_named(layout) -> None:
+    from workshop.data.loaders import make_datasets
+
+    root = layout("camvid")
+    (root / "val_rel.txt").write_text("")  # a half-copied data set: no validation list
+    cfg = load_config(profile="smoke", overrides={"data": {"source": "camvid", "task": "multiclass", "root": str(root)}})
+    with pytest.raises(DataError, match=rf"camvid: the official split lists 2 training pairs of 2; the data set at "
+                                        rf"{re.escape(str(root))} looks incomplete \(`workshop data verify camvid`\)"):
+        make_datasets(cfg)
+
+
 def test_official_train_count(layout) -> None:
     assert registry.official_train_count("camvid", layout("camvid")) == 2
     assert registry.official_train_count("pets", layout("pets")) == 2

@@ -18,6 +18,10 @@ from workshop.data.io import LabelMap
 from workshop.errors import ConfigError, DataError
 
 
+LOCAL_SOURCES = ("embedded", "folder", "csv")
+"""``data.source`` values read from local files; every other source is a registry data set."""
+
+
 def split_indices(n: int, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
     """A fixed, seeded train/validation split of ``range(n)``.
 
@@ -44,7 +48,7 @@ def resolve_pairs(cfg: Config) -> tuple[list[tuple[Path, Path]], LabelMap | None
         sub = "binary" if d.task == "binary" else "multiclass"
         label_map = LabelMap.from_json(root / "labelmap.json", d.ignore_index) if d.task == "multiclass" else None
         return match_by_stem(root / "images", root / "masks" / sub), label_map
-    if d.source not in ("folder", "csv"):
+    if d.source not in LOCAL_SOURCES:
         from workshop.data import registry  # real data sets; without data.root: the download or ../shared
 
         return registry.pairs_for(d.source, d.root, cfg)
@@ -70,14 +74,15 @@ def train_val_indices(cfg: Config, num_pairs: int) -> tuple[list[int], list[int]
     Taught in: notebooks/04_dataloaders.ipynb
     """
     d = cfg.data
-    if d.source not in ("embedded", "folder", "csv"):
+    if d.source not in LOCAL_SOURCES:
         from workshop.data import registry
 
         n_train = registry.official_train_count(d.source, d.root)
         if n_train is not None:
             if not 0 < n_train < num_pairs:
+                where = d.root or registry.find_local(d.source)
                 raise DataError(f"{d.source}: the official split lists {n_train} training pairs of {num_pairs}; "
-                                f"the data set at {d.root} looks incomplete (`workshop data verify {d.source}`)")
+                                f"the data set at {where} looks incomplete (`workshop data verify {d.source}`)")
             return list(range(n_train)), list(range(n_train, num_pairs))
     return split_indices(num_pairs, d.val_fraction, d.seed)
 

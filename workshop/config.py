@@ -35,7 +35,7 @@ from workshop.errors import ConfigError
 
 PROFILES = ("smoke", "cpu", "gpu")
 TASKS = ("binary", "multiclass")
-SOURCES = ("embedded", "folder", "csv", "human_seg", "camvid", "pets", "pennfudan")
+SOURCES = ("embedded", "folder", "csv", "annotations", "human_seg", "camvid", "pets", "pennfudan")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("cosine", "onecycle", "step", "none")
 MONITORS = ("iou", "dice", "loss")
@@ -59,13 +59,17 @@ CHOICES: dict[str, tuple[str, ...]] = {
 class DataConfig:
     """Where the images come from and how they are batched."""
 
-    source: str = "embedded"  # one of SOURCES
+    source: str = "embedded"  # one of SOURCES (annotations: data.root is a COCO/VIA/CVAT file or a LabelMe folder)
     task: str = "binary"  # binary: building vs rest; multiclass: 5 classes
     root: str | None = None  # data folder for folder / csv / real data sets
     images_dir: str = "images"  # folder source: images sub-folder
     masks_dir: str = "masks/binary"  # folder source: masks sub-folder (matched by file stem)
     csv_file: str | None = None  # csv source: file with image,mask columns
     label_map: str | None = None  # JSON of class names, ids, colours (colour masks)
+    val: str | None = None  # validation data: a folder, CSV, list file or annotation file (then val_fraction is not used)
+    test: str | None = None  # test data, same kinds as val (workshop evaluate RUN --split test)
+    label_attribute: str | None = None  # annotations: the region attribute that holds the class (VIA)
+    keep_unannotated: bool = False  # annotations: keep images listed without regions, as all background
     num_images: int = 320  # embedded data set size
     image_size: int = 128  # side of the square training crop
     val_fraction: float = 0.2  # share held out for validation (camvid and pets keep their official split)

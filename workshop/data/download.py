@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 from workshop.errors import DataError
 
 if TYPE_CHECKING:
-    from workshop.data.registry import Archive, DatasetEntry
+    from workshop.data.entries import Archive, DatasetEntry
 
 __all__ = [
     "extract",

@@ -8,101 +8,50 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from workshop.config import Config
-from workshop.data.datasets import PairDataset, match_by_stem, read_pairs_csv
 from workshop.data.io import LabelMap
-from workshop.errors import ConfigError, DataError
+from workshop.data.sources.base import SourceDataset
+from workshop.data.splits import split_indices  # noqa: F401  (re-exported: notebooks and benchmarks import it here)
 
 
-LOCAL_SOURCES = ("embedded", "folder", "csv")
-"""``data.source`` values read from local files; every other source is a registry data set."""
+def resolve_pairs(cfg: Config) -> tuple[list[tuple[Path, Path | None]], LabelMap | None]:
+    """The (image, mask file) pairs of ``cfg``'s source, in its order, and its label map.
 
+    A thin view of ``workshop.data.sources.source_from_config(cfg)`` for code that wants file paths
+    (annotation sources have no mask files: their mask is None). The embedded data set is generated
+    (or reused from the cache) on the way.
 
-def split_indices(n: int, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
-    """A fixed, seeded train/validation split of ``range(n)``.
-
-    Returns:
-        (train indices, validation indices), each sorted; at least one item in each when n >= 2.
+    Taught in: notebooks/09_multiclass.ipynb
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = min(max(1, round(n * val_fraction)), n - 1) if n >= 2 else 0
-    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+    from workshop.data.sources import source_from_config
+
+    source = source_from_config(cfg)
+    return [(i.image, i.mask) for i in source.items("all")], source.label_map()
 
 
-def resolve_pairs(cfg: Config) -> tuple[list[tuple[Path, Path]], LabelMap | None]:
-    """The (image, mask) file pairs and the label map that the config points at.
-
-    The embedded data set is generated (or reused from the cache) on the way.
-    """
-    d = cfg.data
-    if d.source == "embedded":
-        from workshop.data.synthetic import embedded_dir, ensure_dataset
-
-        root = ensure_dataset(embedded_dir(d.num_images, d.image_size, d.seed), d.num_images, d.image_size, d.seed)
-        sub = "binary" if d.task == "binary" else "multiclass"
-        label_map = LabelMap.from_json(root / "labelmap.json", d.ignore_index) if d.task == "multiclass" else None
-        return match_by_stem(root / "images", root / "masks" / sub), label_map
-    if d.source not in LOCAL_SOURCES:
-        from workshop.data import registry  # real data sets; without data.root: the download or ../shared
-
-        return registry.pairs_for(d.source, d.root, cfg)
-    if d.root is None:
-        raise ConfigError(f"data.root must name the data folder when data.source is {d.source!r}")
-    root = Path(d.root).expanduser()
-    label_map = LabelMap.from_json(d.label_map, d.ignore_index) if d.label_map else None
-    if d.source == "folder":
-        return match_by_stem(root / d.images_dir, root / d.masks_dir), label_map
-    return read_pairs_csv(root / (d.csv_file or "train.csv"), root), label_map
-
-
-def train_val_indices(cfg: Config, num_pairs: int) -> tuple[list[int], list[int]]:
-    """Which of :func:`resolve_pairs`'s pairs train and which validate.
-
-    Data sets whose publisher fixes a split keep it, so numbers compare with published ones:
-    CamVid validates on its ``val`` list, Oxford-IIIT Pet on its ``test`` list (``data.val_fraction``
-    is not used for them). Every other source gets a seeded random split of ``data.val_fraction``.
-
-    Returns:
-        (train indices, validation indices) into the list of pairs.
-
-    Taught in: notebooks/04_dataloaders.ipynb
-    """
-    d = cfg.data
-    if d.source not in LOCAL_SOURCES:
-        from workshop.data import registry
-
-        n_train = registry.official_train_count(d.source, d.root)
-        if n_train is not None:
-            if not 0 < n_train < num_pairs:
-                where = d.root or registry.find_local(d.source)
-                raise DataError(f"{d.source}: the official split lists {n_train} training pairs of {num_pairs}; "
-                                f"the data set at {where} looks incomplete (`workshop data verify {d.source}`)")
-            return list(range(n_train)), list(range(n_train, num_pairs))
-    return split_indices(num_pairs, d.val_fraction, d.seed)
-
-
-def make_datasets(cfg: Config, seed: int | None = None) -> tuple[PairDataset, PairDataset]:
+def make_datasets(cfg: Config, seed: int | None = None) -> tuple[SourceDataset, SourceDataset]:
     """Training and validation data sets with their transforms (train: augmented).
 
-    The split is :func:`train_val_indices`'s: official for CamVid and Pets, seeded otherwise.
+    The data comes from ``cfg``'s source (``workshop.data.sources.source_from_config``); the split
+    is ``workshop.data.sources.config_splits``'s: ``data.val`` when given, else the publisher's
+    (CamVid, Pets), else a seeded ``data.val_fraction``.
 
     Shape:
         item["image"] (3, S, S) float32, item["mask"] (S, S) int64, S = ``cfg.data.image_size``.
+
+    Taught in: notebooks/04_dataloaders.ipynb
     """
     from workshop.augment import get_transforms
+    from workshop.data.sources import config_splits
 
-    pairs, label_map = resolve_pairs(cfg)
-    train_idx, val_idx = train_val_indices(cfg, len(pairs))
-    common = dict(task=cfg.data.task, label_map=label_map, ignore_index=cfg.data.ignore_index)
+    splits = config_splits(cfg)
     seed = cfg.train.seed if seed is None else seed
-    train = PairDataset([pairs[i] for i in train_idx], transform=get_transforms(cfg, train=True, seed=seed), **common)
-    val = PairDataset([pairs[i] for i in val_idx], transform=get_transforms(cfg, train=False), **common)
+    (train_src, train_items), (val_src, val_items) = splits.train, splits.val
+    train = SourceDataset(train_src, train_items, transform=get_transforms(cfg, train=True, seed=seed))
+    val = SourceDataset(val_src, val_items, transform=get_transforms(cfg, train=False))
     return train, val
 
 
@@ -171,9 +120,11 @@ def make_loaders(cfg: Config, device: torch.device | None = None) -> tuple[DataL
 
 
 def class_names(cfg: Config, label_map: LabelMap | None = None) -> Sequence[str]:
-    """Class names of the task (binary: background, foreground)."""
+    """Class names of the task (binary: background, foreground; the embedded set: background, building)."""
     if cfg.data.task == "binary":
         return ("background", "building" if cfg.data.source == "embedded" else "foreground")
     if label_map is None:
-        label_map = resolve_pairs(cfg)[1]
+        from workshop.data.sources import source_from_config
+
+        label_map = source_from_config(cfg).label_map()
     return label_map.names if label_map else ()

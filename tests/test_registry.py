@@ -14,7 +14,7 @@ from PIL import Image
 
 from workshop.config import load_config
 from workshop.data import registry
-from workshop.data.datasets import CSVDataset, InstanceDataset
+from workshop.data.datasets import InstanceDataset
 from workshop.errors import ConfigError, DataError
 
 
@@ -200,14 +200,13 @@ def test_pets_binary_and_three_class(layout) -> None:
     assert three.label_map.names == ["background", "pet", "border"]
 
 
-def test_human_seg_is_a_csv_dataset_with_masks_resized_to_the_photo(layout) -> None:
+def test_human_seg_reads_the_csv_with_masks_resized_to_the_photo(layout) -> None:
     root = layout("human_seg")
     everything = registry.load_dataset("human_seg", root, split="all")
-    assert isinstance(everything, CSVDataset) and len(everything) == 5
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    assert len(everything) == 5 and [p[0].name for p in everything.pairs][:2] == ["1.jpg", "2.jpg"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a known property of this data set: resized without a warning per item
         item = everything[0]  # 1.jpg: its mask is stored at half size
-    assert any("resized with nearest-neighbour" in str(w.message) for w in caught)
     assert item["image"].shape == (8, 12, 3) and item["mask"].shape == (8, 12)
     assert item["mask"][0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0]
     train = registry.load_dataset("human_seg", root, split="train")
@@ -232,7 +231,7 @@ def test_pennfudan_instances_and_person_masks(layout) -> None:
 @pytest.mark.parametrize(
     ("name", "kwargs", "message"),
     [
-        ("camvid", {"split": "test"}, "unknown split 'test' for camvid; choose one of: train, val, all"),
+        ("camvid", {"split": "trainval"}, "has no split 'trainval'; choose one of: train, val, test, all"),
         ("human_seg", {"task": "multiclass"}, "human_seg offers task\\(s\\): binary; got task='multiclass'"),
         ("pennfudan", {"task": "multiclass"}, "pennfudan offers task\\(s\\): instance, binary"),
     ],
@@ -243,8 +242,29 @@ def test_bad_split_or_task_names_the_choices(layout, name: str, kwargs: dict, me
 
 
 def test_a_folder_without_the_layout_is_named(tmp_path) -> None:
-    with pytest.raises(DataError, match=r"is not a camvid folder: missing train, trainannot"):
+    with pytest.raises(DataError, match=r"is not a camvid folder: expected train/ \+ trainannot/, val/ \+ valannot/ "
+                                        r"or test/ \+ testannot/ \(the SegNet layout\) in data.root"):
         registry.load_dataset("camvid", tmp_path)
+    with pytest.raises(DataError, match=r"is not a pennfudan folder: missing PNGImages, PedMasks, Annotation"):
+        registry.load_dataset("pennfudan", tmp_path)
+
+
+def test_the_camvid_test_split_in_the_segnet_layout(layout, tmp_path) -> None:
+    root = layout("camvid")
+    ids = np.array([[4, 4, 11, 11, 5, 5]] * 8)
+    for stem in ("d", "e"):
+        save_png(rgb(8, 6), root / "test" / f"{stem}.png")
+        save_png(ids, root / "testannot" / f"{stem}.png")
+    test = registry.load_dataset("camvid", root, split="test")
+    assert [p[0].name for p in test.pairs] == ["d.png", "e.png"]
+    assert test[0]["mask"][0].tolist() == [4, 4, 255, 255, 5, 5]
+    assert len(registry.load_dataset("camvid", root, split="all")) == 3, "all = train + val; test stays held out"
+    only_test = _mkdir(tmp_path / "camvid-test")  # a folder with the test split only is a camvid folder too
+    for sub in ("test", "testannot"):
+        (root / sub).rename(only_test / sub)
+    assert len(registry.load_dataset("camvid", only_test, split="test")) == 2
+    with pytest.raises(DataError, match=r"has no CamVid train split: expected train_rel.txt, or train/ \+ trainannot/"):
+        registry.load_dataset("camvid", only_test, split="train")
 
 
 def test_missing_listed_file_is_named(layout) -> None:
@@ -263,45 +283,35 @@ def test_official_split(layout) -> None:
 # ----------------------------------------------------------------------------- the config path
 
 
-def test_pairs_for_camvid_writes_prepared_masks_that_the_loaders_read(layout) -> None:
+def test_the_config_path_reads_camvid_through_its_source(layout) -> None:
     from workshop.data.loaders import make_datasets
 
     root = layout("camvid")
     cfg = load_config(profile="smoke", overrides={"data": {"source": "camvid", "task": "multiclass", "root": str(root),
                                                              "image_size": 32, "val_fraction": 0.34}})
-    pairs, label_map = registry.pairs_for("camvid", root, cfg)
-    assert [p[0].name for p in pairs] == ["a.png", "b.png", "c.png"]
-    first = np.asarray(Image.open(pairs[0][1]))
-    assert first[0].tolist() == [0, 0, 3, 3, 255, 255]
-    assert label_map.names == registry.camvid_label_map().names
-    again, _ = registry.pairs_for("camvid", root, cfg)  # reused, not rewritten
-    assert [p[1] for p in again] == [p[1] for p in pairs]
     train, val = make_datasets(cfg)
+    assert train.label_map.names == registry.camvid_label_map().names
     masks = [train.load(i)[1] for i in range(len(train))] + [val.load(i)[1] for i in range(len(val))]
+    assert masks[0][0].tolist() == [0, 0, 3, 3, 255, 255]
     assert set(np.unique(np.concatenate([m.ravel() for m in masks])).tolist()) == {0, 1, 2, 3, 10, 255}
-
-
-def test_pairs_for_human_seg_gives_masks_at_the_photo_size(layout) -> None:
-    root = layout("human_seg")
-    cfg = load_config(profile="smoke", overrides={"data": {"source": "human_seg", "root": str(root)}})
-    pairs, label_map = registry.pairs_for("human_seg", root, cfg)
-    assert label_map is None and len(pairs) == 5
-    for _, mask_path in pairs:
-        mask = np.asarray(Image.open(mask_path))
-        assert mask.shape == (8, 12) and set(np.unique(mask).tolist()) == {0, 1}
 
 
 @pytest.mark.parametrize(
     ("name", "task", "expected_values"),
-    [("pets", "binary", {0, 1, 255}), ("pets", "multiclass", {0, 1, 2}), ("pennfudan", "binary", {0, 1})],
+    [("pets", "binary", {0, 1, 255}), ("pets", "multiclass", {0, 1, 2}), ("pennfudan", "binary", {0, 1}),
+     ("human_seg", "binary", {0, 1})],
 )
-def test_pairs_for_other_sets(layout, name: str, task: str, expected_values: set[int]) -> None:
+def test_each_registered_source_gives_training_ids(layout, name: str, task: str, expected_values: set[int]) -> None:
+    from workshop.data.sources import source_from_config
+
     root = layout(name)
     cfg = load_config(profile="smoke", overrides={"data": {"source": name, "task": task, "root": str(root)}})
-    pairs, _ = registry.pairs_for(name, root, cfg)
+    source = source_from_config(cfg)
     values = set()
-    for _, mask_path in pairs:
-        values |= set(np.unique(np.asarray(Image.open(mask_path))).tolist())
+    for item in source.items("all"):
+        sample = source.read(item)
+        assert sample.mask.shape == sample.image.shape[:2] and sample.mask.dtype == np.int64
+        values |= set(np.unique(sample.mask).tolist())
     assert values == expected_values
 
 
@@ -358,13 +368,16 @@ def test_a_real_data_set_needs_no_data_root(tmp_path, monkeypatch) -> None:
 
     shared = tmp_path / "shared-sets"
     make_camvid(_mkdir(shared / "camvid"))
-    monkeypatch.setattr(registry, "_shared_candidates", lambda name: [shared / name])
+    from workshop.data import local
+
+    monkeypatch.setattr(local, "shared_candidates", lambda name: [shared / name])
     cfg = load_config(profile="smoke", overrides={"data": {"source": "camvid", "task": "multiclass", "image_size": 32}})
     assert cfg.data.root is None
     train, val = make_datasets(cfg)  # found in the shared folder
     assert (len(train), len(val)) == (2, 1)
-    monkeypatch.setattr(registry, "_shared_candidates", lambda name: [tmp_path / "nowhere" / name])
-    with pytest.raises(DataError, match=r"data set 'camvid' is not on this machine: run `workshop data download camvid`"):
+    monkeypatch.setattr(local, "shared_candidates", lambda name: [tmp_path / "nowhere" / name])
+    with pytest.raises(DataError, match=r"data set 'camvid' is not on this machine: run `workshop data download camvid` "
+                                        r"\(it goes to .*\), or set data.root \(--set data.root=PATH\) to a copy you have"):
         make_datasets(cfg)
 
 
@@ -396,10 +409,12 @@ def test_official_train_count(layout) -> None:
         registry.official_train_count("coco")
 
 
-def test_pairs_for_rejects_a_task_that_does_not_fit(layout) -> None:
-    cfg = load_config(profile="smoke", overrides={"data": {"source": "camvid", "task": "binary"}})
+def test_a_task_that_does_not_fit_the_data_set_is_refused(layout) -> None:
+    from workshop.data.sources import source_from_config
+
+    cfg = load_config(profile="smoke", overrides={"data": {"source": "camvid", "task": "binary", "root": str(layout("camvid"))}})
     with pytest.raises(ConfigError, match="data.task='binary' does not fit camvid; choose one of: multiclass"):
-        registry.pairs_for("camvid", layout("camvid"), cfg)
+        source_from_config(cfg)
 
 
 # ----------------------------------------------------------------------------- where, list, verify

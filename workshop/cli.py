@@ -3,6 +3,7 @@
     workshop quickstart [--profile cpu]            train on the embedded data, fill a run folder
     workshop train --config FILE [--resume RUN]    train from a YAML config (or continue a run)
     workshop predict RUN_OR_CHECKPOINT INPUT       masks and overlays for an image or a folder
+    workshop evaluate RUN DATA [--split test]      IoU, Dice, precision, recall per class on labelled data
     workshop doctor                                versions, device, data dir, offline weights
     workshop data generate | list | check PATH     the embedded data set, the registry, a data scan
 
@@ -48,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
 
+    e = sub.add_parser("evaluate", help="score a trained run on labelled data (IoU, Dice, precision, recall per class)")
+    e.add_argument("run", help="run folder (uses checkpoints/best.pt) or a .pt file")
+    e.add_argument("data", help="a registered data set (camvid) or a folder, CSV, list file or annotation file")
+    e.add_argument("--split", default=None, help="the data's split (test, val, all; default: test, else val, else all)")
+    e.add_argument("--out", default=None, help="output folder (default: RUN/evaluate-DATA-SPLIT)")
+
     sub.add_parser("doctor", help="report versions, device, data dir and offline weights")
 
     d = sub.add_parser("data", help="the embedded data set, real data sets, data checks")
@@ -63,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--images-dir", default=None)
     c.add_argument("--masks-dir", default=None)
     c.add_argument("--task", choices=("binary", "multiclass"), default=None)
+    c.add_argument("--label-map", default=None, help="JSON of class names, ids, colours (declares the valid ids)")
+    c.add_argument("--ignore-index", type=int, default=255, help="mask value allowed besides the class ids (default 255)")
+    c.add_argument("--label-attribute", default=None, help="annotation files: the region attribute holding the class (VIA)")
+    c.add_argument("--keep-unannotated", action="store_true", help="annotation files: keep images listed without regions")
     dl = dsub.add_parser("download", help="download a registered data set (checked by sha256)")
     dl.add_argument("name")
     v = dsub.add_parser("verify", help="verify a downloaded data set")
@@ -108,10 +119,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     device = get_device("auto")
     model, state = load_trained_model(args.checkpoint, device)
     size = state["config"]["data"]["image_size"]
-    written = predict_paths(model, args.input, args.out, size, device, args.threshold, args.alpha)
+    label_map = None
+    if state["config"]["data"].get("task") == "multiclass":
+        from workshop.config import load_config
+        from workshop.evaluate import run_label_map
+
+        label_map = run_label_map(load_config(overrides=state["config"], profile=state["config"].get("profile")), state["class_names"])
+    written = predict_paths(model, args.input, args.out, size, device, args.threshold, args.alpha, label_map=label_map)
     for w in written:
-        print(f"{w['image']} -> {w['mask']}, {w['overlay']} (foreground {w['foreground']:.1%})")
+        shares = ", ".join(f"{name} {share:.1%}" for name, share in sorted(w["shares"].items(), key=lambda kv: -kv[1]))
+        ids = f" (class ids: {w['ids']})" if "ids" in w else ""
+        print(f"{w['image']} -> {w['mask']}{ids}, {w['overlay']}: {shares}")
     print(f"{len(written)} image(s) predicted into {args.out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from workshop.evaluate import evaluate_run, format_result
+
+    print(format_result(evaluate_run(args.run, args.data, split=args.split, out=args.out)))
     return 0
 
 
@@ -151,7 +177,9 @@ def cmd_data(args: argparse.Namespace) -> int:
     if args.data_command == "check":
         from workshop.data.check import check_path
 
-        report = check_path(args.path, images_dir=args.images_dir, masks_dir=args.masks_dir, task=args.task)
+        report = check_path(args.path, images_dir=args.images_dir, masks_dir=args.masks_dir, task=args.task,
+                            label_map=args.label_map, ignore_index=args.ignore_index,
+                            label_attribute=args.label_attribute, keep_unannotated=args.keep_unannotated)
         print(report.format())
         return 0 if report.ok else 1
     from workshop.data import registry
@@ -170,6 +198,7 @@ COMMANDS = {
     "quickstart": cmd_quickstart,
     "train": cmd_train,
     "predict": cmd_predict,
+    "evaluate": cmd_evaluate,
     "doctor": cmd_doctor,
     "data": cmd_data,
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from torch import nn
 from workshop.augment import get_inference_transform
 from workshop.data.io import list_images, read_image
 from workshop.errors import DataError, WorkshopError
+
+if TYPE_CHECKING:
+    from workshop.data.io import LabelMap
 
 
 def load_trained_model(checkpoint: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[nn.Module, dict[str, Any]]:
@@ -123,6 +126,31 @@ def save_mask_png(mask: np.ndarray, path: str | os.PathLike, binary_as_255: bool
     return path
 
 
+def save_color_mask_png(mask: np.ndarray, path: str | os.PathLike, label_map: "LabelMap") -> Path:
+    """Write class ids as a palette PNG: the pixel values are the class ids, the palette the label map's colours.
+
+    Any viewer shows the colours; ``PIL.Image.open(path)`` (mode ``P``) and ``workshop.data.io``'s
+    palette reading give back the ids.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    palette = np.zeros((256, 3), dtype=np.uint8)
+    for c in label_map.classes:
+        if 0 <= c.id < 256:
+            palette[c.id] = c.color
+    img = Image.fromarray(mask.astype(np.uint8), mode="P")
+    img.putpalette(palette.reshape(-1).tolist())
+    img.save(path)
+    return path
+
+
+def class_shares(mask: np.ndarray, names: list[str] | tuple[str, ...]) -> dict[str, float]:
+    """The share of the image's pixels predicted as each class (classes with no pixels left out)."""
+    counts = np.bincount(np.asarray(mask).ravel().astype(np.int64), minlength=len(names))
+    total = max(int(counts.sum()), 1)
+    return {(names[i] if i < len(names) else f"class_{i}"): counts[i] / total for i in range(len(counts)) if counts[i]}
+
+
 def predict_paths(
     model: nn.Module,
     inputs: str | os.PathLike,
@@ -131,11 +159,17 @@ def predict_paths(
     device: torch.device | str = "cpu",
     threshold: float = 0.5,
     alpha: float = 0.5,
+    label_map: "LabelMap | None" = None,
 ) -> list[dict[str, Any]]:
     """Predict every image of a file or folder; write ``NAME_mask.png`` and ``NAME_overlay.png``.
 
+    Binary models: ``NAME_mask.png`` is 0/255. Multiclass models (``label_map`` given):
+    ``NAME_mask.png`` is colour-coded with the label map's colours (a palette PNG whose values are
+    the class ids) and ``NAME_ids.png`` holds the class ids as plain grey values alongside.
+
     Returns:
-        One dict per image: ``image``, ``mask``, ``overlay`` paths and the foreground fraction.
+        One dict per image: ``image``, ``mask``, ``overlay`` paths (``ids`` for multiclass), the
+        foreground fraction and ``shares`` (class name -> share of the pixels).
 
     Raises:
         DataError: the input does not exist or holds no images; an unreadable image names itself.
@@ -157,8 +191,21 @@ def predict_paths(
     for f in files:
         image = read_image(f)
         mask = predict_image(model, image, image_size, device, threshold)
-        mask_path = save_mask_png(mask, out / f"{f.stem}_mask.png")
+        record: dict[str, Any] = {"image": str(f)}
+        if label_map is not None:
+            mask_path = save_color_mask_png(mask, out / f"{f.stem}_mask.png", label_map)
+            record["ids"] = str(save_mask_png(mask, out / f"{f.stem}_ids.png", binary_as_255=False))
+            palette = [(0, 0, 0)] * (max(label_map.ids) + 1)
+            for c in label_map.classes:
+                palette[c.id] = c.color
+            shares = class_shares(mask, label_map.names)
+        else:
+            mask_path = save_mask_png(mask, out / f"{f.stem}_mask.png")
+            palette = None
+            shares = class_shares(mask, ("background", "foreground"))
         overlay_path = out / f"{f.stem}_overlay.png"
-        Image.fromarray(overlay(image, mask, alpha)).save(overlay_path)
-        written.append({"image": str(f), "mask": str(mask_path), "overlay": str(overlay_path), "foreground": float((mask > 0).mean())})
+        Image.fromarray(overlay(image, mask, alpha, palette=palette)).save(overlay_path)
+        record.update({"mask": str(mask_path), "overlay": str(overlay_path), "foreground": float((mask > 0).mean()),
+                       "shares": shares})
+        written.append(record)
     return written

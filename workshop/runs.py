@@ -142,7 +142,7 @@ MAX_REPORT_LINES = 20
 def check_data(cfg: Config, log: Callable[[str], None] = print):
     """Scan the data ``cfg`` points at before training; refuse with the report if it is broken.
 
-    Every pair is read once (``workshop.data.check.scan_pairs``), so a corrupt file, an unpaired
+    Every file is read once (``workshop.data.check.check_config``), so a corrupt file, an unpaired
     file or a mask with invalid values stops the run here, with all of them listed, instead of
     crashing an epoch later. Warnings (resized masks, EXIF, duplicates, mixed modes) go to ``log``.
 
@@ -155,35 +155,18 @@ def check_data(cfg: Config, log: Callable[[str], None] = print):
 
     Taught in: notebooks/03_dataset.ipynb
     """
-    from workshop.data.check import check_path, scan_pairs
-    from workshop.data.loaders import resolve_pairs
+    from workshop.data.check import check_config
     from workshop.errors import DataError
 
-    d = cfg.data
-    try:
-        pairs, label_map = resolve_pairs(cfg)
-    except DataError as exc:
-        if d.source not in ("folder", "csv") or d.root is None:
-            raise
-        # Unpaired or missing files: scan everything, so every problem is reported at once.
-        root = Path(d.root).expanduser()
-        if d.source == "csv":
-            report = check_path(root / (d.csv_file or "train.csv"), task=d.task, label_map=d.label_map,
-                                ignore_index=d.ignore_index)
-        else:
-            report = check_path(root, images_dir=d.images_dir, masks_dir=d.masks_dir, task=d.task,
-                                label_map=d.label_map, ignore_index=d.ignore_index, mask_suffix="")
-        if report.ok:
-            raise exc
-        raise DataError(_refusal(report)) from None
-    root = Path(d.root).expanduser() if d.root else None
-    report = scan_pairs(pairs, d.task, label_map, d.ignore_index, root=root, layout=f"data.source {d.source}")
-    if not report.ok:
-        raise DataError(_refusal(report))
-    if report.warnings:
-        log(f"data check: {len(report.warnings)} warning(s), training goes on:")
-        for line in report.format("warning", max_lines=MAX_REPORT_LINES).splitlines()[1:-2]:
-            log(f"  {line}")
+    reports, label_map = check_config(cfg)  # the training data, then data.val and data.test when given
+    for report in reports:
+        if not report.ok:
+            raise DataError(_refusal(report))
+    for report in reports:
+        if report.warnings:
+            log(f"data check ({report.layout}): {len(report.warnings)} warning(s), training goes on:")
+            for line in report.format("warning", max_lines=MAX_REPORT_LINES).splitlines()[1:-2]:
+                log(f"  {line}")
     return label_map
 
 

@@ -310,6 +310,20 @@ def _inspect(
     return info, problems
 
 
+def looks_like_class_ids(values: set[int]) -> bool:
+    """Few small integer values (0..11, say): class ids, not a blurred or JPEG-compressed 0/255 mask."""
+    return len(values) <= 64 and max(values, default=0) < 64 and len(values) > 2
+
+
+def binary_values_message(values: set[int]) -> str:
+    """Why a mask is not binary, and the fix: class ids want the multiclass task, noise wants a PNG."""
+    if looks_like_class_ids(values):
+        return (f"mask holds class ids {_show(values)}, not a binary mask: check it with --task multiclass "
+                "(data.task=multiclass), and name the classes with --label-map FILE (data.label_map)")
+    return (f"binary mask has values {_show(values)}; expected 0/1 or 0/255 "
+            "(a JPEG mask or smoothed edges? save masks as PNG with exact values)")
+
+
 def _mask_values(
     img: Image.Image, task: str, label_map: LabelMap | None, ignore_index: int | None, name: str
 ) -> tuple[set[int] | None, str | None]:
@@ -341,10 +355,7 @@ def _mask_values(
         if not allowed and ignore_index is not None:
             allowed = values <= {0, 1, ignore_index}
         if not allowed:
-            return values, (
-                f"binary mask has values {_show(values)}; expected 0/1 or 0/255 "
-                "(a JPEG mask or smoothed edges? save masks as PNG with exact values)"
-            )
+            return values, binary_values_message(values)
         return values, None
     if label_map is not None:
         unexpected = values - label_map.valid_values()
@@ -538,6 +549,81 @@ def scan_pairs(
     return _scan(images, masks, pairs, task, label_map, ignore_index, root_text, layout)
 
 
+def check_source(source, split: str = "all", root: str | os.PathLike | None = None) -> DataReport:
+    """Scan what a ``workshop.data.sources`` source reads, as its ``check_spec`` says.
+
+    Pair sources: every image and mask file (values checked against the raw label map). Annotation
+    sources: every image file, then every sample drawn from its shapes (a polygon outside the image,
+    a size that disagrees with the file are errors of that image), plus the reader's own findings.
+
+    Returns:
+        The ``DataReport``; its ``layout`` names the format detected.
+    """
+    spec = source.check_spec(split)
+    problems = [Problem(display_path(p), sev, msg) for p, sev, msg in spec.problems]
+    pairs = list(spec.pairs)
+    images = list(dict.fromkeys([i for i, _ in pairs] + list(spec.images)))
+    masks = list(dict.fromkeys(m for _, m in pairs))
+    root_text = display_path(root) if root is not None else _common_root(images + masks)
+    report = _scan(images, masks, pairs, spec.task, spec.label_map, spec.ignore_index, root_text,
+                   f"format: {spec.layout}", problems)
+    if spec.images:  # no mask files: draw each sample's mask from its annotation, as the loader will
+        bad = {p.path for p in report.errors}
+        extra = []
+        for item in source.items(split):
+            if display_path(item.image) in bad:
+                continue
+            try:
+                source.read(item)
+            except DataError as exc:
+                extra.append(Problem(display_path(item.image), "error", str(exc).replace(f"{item.image}: ", "")))
+        if extra:
+            report.problems.extend(extra)
+            report.counts["errors"] = len(report.errors)
+            report.counts["files_with_errors"] = len({p.path for p in report.errors})
+        report.counts["pairs"] = len(spec.images)
+    return report
+
+
+def check_config(cfg) -> tuple[list[DataReport], LabelMap | None]:
+    """Scan the data a config trains, validates and tests on (``workshop train`` runs this first).
+
+    Returns:
+        (one report per source: training data, then ``data.val`` and ``data.test`` when given,
+        the training label map or None for binary tasks).
+
+    Raises:
+        DataError: the data cannot even be listed (a missing folder, a file that is no data source).
+    """
+    from workshop.data.sources import named_split_source, source_from_config
+
+    d = cfg.data
+    try:
+        source = source_from_config(cfg)
+        source.items("all")
+    except DataError:
+        if d.source not in ("folder", "csv") or d.root is None:
+            raise
+        # Unpaired or missing files: scan everything, so every problem is reported at once.
+        root = Path(d.root).expanduser()
+        if d.source == "csv":
+            report = check_path(root / (d.csv_file or "train.csv"), task=d.task, label_map=d.label_map,
+                                ignore_index=d.ignore_index)
+        else:
+            report = check_path(root, images_dir=d.images_dir, masks_dir=d.masks_dir, task=d.task,
+                                label_map=d.label_map, ignore_index=d.ignore_index, mask_suffix="")
+        if report.ok:
+            raise
+        return [report], None
+    label_map = source.label_map() if d.task != "binary" else None
+    reports = [check_source(source, "all", root=Path(d.root).expanduser() if d.root else None)]
+    for key in ("val", "test"):
+        path = getattr(d, key, None)
+        if path:
+            reports.append(check_source(named_split_source(path, cfg, label_map), "all"))
+    return reports, label_map
+
+
 def _list_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
 
@@ -684,6 +770,8 @@ def check_path(
     label_map: LabelMap | str | os.PathLike | None = None,
     ignore_index: int | None = 255,
     mask_suffix: str | None = None,
+    label_attribute: str | None = None,
+    keep_unannotated: bool = False,
 ) -> DataReport:
     """Scan a data folder or a CSV of pairs and report every problem per file (``workshop data check``).
 
@@ -700,6 +788,12 @@ def check_path(
         ignore_index: mask value allowed besides the class ids.
         mask_suffix: what mask names add to image names (``"_mask"``); None guesses it when the
             names do not match as they are (reported as a warning).
+        label_attribute: annotation files: the region attribute that holds the class (VIA).
+        keep_unannotated: annotation files: keep images listed without regions (as background).
+
+    Also understood (the report's header names the format detected): COCO, VIA, LabelMe and CVAT
+    annotation files (or a folder holding one), a ``.txt`` list of ``image mask`` lines, and the
+    registered data sets' folders (CamVid, also a folder with only ``test/`` + ``testannot/``).
 
     Returns:
         The ``DataReport`` (missing folders and files are problems in it, not exceptions).
@@ -710,6 +804,12 @@ def check_path(
     if task is not None and task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
     root = Path(path).expanduser()
+    detected = _detected_source(root, images_dir, masks_dir, task, label_map, ignore_index,
+                                dict(label_attribute=label_attribute, keep_unannotated=keep_unannotated))
+    if isinstance(detected, DataReport):
+        return detected
+    if detected is not None:
+        return check_source(detected, root=root if root.is_dir() else root.parent)
     csv_file: Path | None = None
     if root.is_file():
         csv_file, root = root, root.parent
@@ -725,7 +825,7 @@ def check_path(
     if csv_file is not None:
         pairs, images, masks, problems = _pairs_from_csv(csv_file)
         layout = f"CSV {display_path(csv_file.name)}"
-        task = task or _guess_task(None, root)
+        task = task or ("multiclass" if label_map is not None else _guess_task(None, root))
     else:
         images_path = _under(root, images_dir or "images")
         if masks_dir is not None:
@@ -742,9 +842,14 @@ def check_path(
                 "no images/ folder and no CSV here; expected images/ + masks/, a CSV of pairs "
                 "(columns images,masks), or --images-dir and --masks-dir",
             )])
+        if _same_folder(images_path, masks_path) and not mask_suffix:
+            from workshop.data.sources.folder import same_folder_message
+
+            return _scan([], [], [], task or "binary", None, ignore_index, display_path(root), "same folder twice",
+                         [Problem(display_path(images_path), "error", same_folder_message(images_path))])
         images, masks, pairs, problems = _pair_folders(images_path, masks_path, mask_suffix)
         layout = f"folders {_relative(images_path, root)}/ + {_relative(masks_path, root)}/"
-        task = task or _guess_task(masks_path, root)
+        task = task or ("multiclass" if label_map is not None else _guess_task(masks_path, root))
 
     lm: LabelMap | None = None
     if isinstance(label_map, LabelMap):
@@ -756,9 +861,62 @@ def check_path(
                 lm = LabelMap.from_json(lm_file, ignore_index)
             except DataError as exc:
                 problems.append(Problem(display_path(lm_file), "error", str(exc)))
-    if task == "multiclass" and lm is None:
-        layout += ", no label map: class ids not checked"
-    return _scan(images, masks, pairs, task, lm, ignore_index, display_path(root), layout, problems)
+    if task == "multiclass" and lm is None and masks:
+        from workshop.data.sources.palette import derive_label_map
+
+        try:
+            lm = derive_label_map(masks, ignore_index, masks[0].parent)
+            problems.append(Problem(DATASET, "warning", (
+                f"no label map: {len(lm)} classes derived from the mask ids ({', '.join(lm.names)}); "
+                "to name them, write labelmap.json ({\"classes\": [{\"name\", \"id\", \"color\"}, ...]}) and pass "
+                "--label-map FILE (data.label_map)")))
+        except DataError as exc:
+            problems.append(Problem(DATASET, "error", str(exc)))
+        except (OSError, ValueError):
+            pass  # unreadable masks are reported file by file below
+    report = _scan(images, masks, pairs, task, lm, ignore_index, display_path(root), layout, problems)
+    if task == "binary" and report.mask_values and looks_like_class_ids(set(report.mask_values)) and not report.ok:
+        report.problems.insert(0, Problem(DATASET, "error", (
+            f"the masks hold class ids {_show(set(report.mask_values))}: this looks like a multiclass data set; "
+            "run `workshop data check PATH --task multiclass --label-map FILE` (or data.task=multiclass)")))
+        report.counts["errors"] = len(report.errors)
+    return report
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return a.is_dir() and a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _detected_source(root: Path, images_dir, masks_dir, task, label_map, ignore_index, extra):
+    """A source for the layouts the folder/CSV scan below does not cover (annotation files, list files,
+    registered data sets), a ``DataReport`` for a file that is no data source, or None."""
+    from workshop.data import sources
+
+    if images_dir is not None or masks_dir is not None or not root.exists():
+        return None
+    suffix = root.suffix.lower() if root.is_file() else ""
+    if root.is_file() and suffix == ".csv":
+        return None
+    if root.is_dir() and (root / "images").is_dir():
+        return None
+    lm = label_map if isinstance(label_map, LabelMap) or label_map is None else LabelMap.from_json(label_map, ignore_index)
+    try:
+        if root.is_file():
+            return sources.open_source(root, task=task, label_map=lm, ignore_index=ignore_index or 255, **extra)
+        for name, cls in sources.REGISTERED.items():
+            if sources.has_layout(cls.entry, root):
+                return cls(root, task, ignore_index=ignore_index or 255)
+        if any((root / s).is_dir() and (root / f"{s}annot").is_dir() for s in ("train", "val", "test")):
+            return sources.REGISTERED["camvid"](root, task, ignore_index=ignore_index or 255)
+        if sources._annotation_in(root) is not None:
+            return sources.open_source(root, task=task, label_map=lm, ignore_index=ignore_index or 255, **extra)
+    except DataError as exc:
+        return _scan([], [], [], task or "binary", None, ignore_index, display_path(root), "not a data source",
+                     [Problem(display_path(root), "error", str(exc).replace(f"{root}: ", ""))])
+    return None
 
 
 def _under(root: Path, sub: str | os.PathLike) -> Path:

@@ -231,6 +231,9 @@ def read_mask(
             return (mask // 255).astype(np.int64)
         if values <= {0, 1} or (ignore_index is not None and values <= {0, 1, ignore_index}):
             return mask
+        if len(values) > 2 and max(values) < 64:
+            raise DataError(f"{path}: mask holds class ids {_show(values)}, not a binary mask: use the multiclass "
+                            "task (data.task=multiclass) and name the classes with a label map (data.label_map)")
         raise DataError(
             f"{path}: binary mask has values {_show(values)}; expected 0/1 or 0/255 "
             "(a JPEG mask? save masks as PNG)"

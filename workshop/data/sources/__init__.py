@@ -154,8 +154,11 @@ ANNOTATION_SUFFIXES = (".json", ".xml")
 
 
 def _detect(path: Path) -> str | None:
-    from workshop.data.formats import detect_format
-
+    try:
+        from workshop.data.formats import detect_format
+    except ImportError:
+        raise DataError(f"{path}: reading annotation files (COCO, VIA, LabelMe, CVAT) needs workshop.data.formats, "
+                        "which this installation lacks") from None
     return detect_format(path)
 
 

@@ -1,0 +1,281 @@
+"""Score a trained run on labelled data: ``workshop evaluate RUN DATA [--split test] [--out DIR]``.
+
+Every image is predicted at its own size (the model's input is resized, its logits are resized
+back), and compared with its label at the label's full resolution; pixels with the ignore id are
+left out. One confusion matrix over all pixels gives, per class, IoU, Dice, precision and recall,
+then mIoU (mean over the classes that occur in the labels or the predictions) and pixel accuracy.
+
+Written to ``--out`` (default ``RUN/evaluate-<data>-<split>``):
+
+* ``metrics.json``: the numbers, the data, the split, the run;
+* ``confusion.png``: the confusion matrix, rows normalised (true class -> predicted share);
+* ``worst.png``: the images with the lowest IoU, with their label and the prediction;
+* ``per_image.csv``: every image's IoU and pixel accuracy.
+
+Instance runs (Mask R-CNN) are scored by mask and box mAP: not yet here (the instance notebook's
+``workshop.instance.evaluate`` does it in code).
+
+Taught in: notebooks/08_inference.ipynb (scoring a trained model on new data)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from workshop.data.io import LabelMap
+from workshop.errors import WorkshopError
+
+
+def _is_instance_run(run: Path) -> bool:
+    if run.is_dir() and (run / "stages.json").is_file():
+        return True
+    path = run / "checkpoints" / "best.pt" if run.is_dir() else run
+    if not path.is_file():
+        return False
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    return "stages" in state and "config" not in state
+
+
+def run_label_map(cfg, class_names: list[str]) -> LabelMap:
+    """The run's classes with the colours of its data source where that is on this machine."""
+    from workshop.data.sources import source_from_config
+
+    if cfg.data.task != "binary":
+        try:
+            lm = source_from_config(cfg).label_map()
+            if lm is not None and lm.names == list(class_names):
+                return lm
+        except Exception:  # the training data need not be here to evaluate or predict
+            pass
+    return LabelMap.from_names(list(class_names), ignore_index=cfg.data.ignore_index)
+
+
+def open_eval_source(data: str, cfg, label_map: LabelMap | None):
+    """The source to score on: a registered name, or any path ``open_source`` understands."""
+    from workshop.data.sources import open_source
+
+    d = cfg.data
+    return open_source(data, task=d.task, label_map=label_map if d.task != "binary" else None, ignore_index=d.ignore_index,
+                       label_attribute=d.label_attribute, keep_unannotated=d.keep_unannotated)
+
+
+def choose_split(source, split: str | None) -> str:
+    """``split`` checked against the source; None: ``test`` where the source has it, else ``val``, else ``all``."""
+    if split is not None:
+        source.require_split(split)
+        return split
+    for name in ("test", "val"):
+        if name in source.splits:
+            try:
+                if source.items(name):
+                    return name
+            except Exception:  # e.g. CamVid without test/ + testannot/
+                continue
+    return "all"
+
+
+def scores_from_confusion(cm: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Per-class IoU, Dice, precision and recall, mIoU and pixel accuracy from a (C, C) confusion matrix.
+
+    Rows are the true class, columns the prediction. A class that is in neither the labels nor the
+    predictions has no score (None) and is left out of the mean.
+
+    Example:
+        >>> s = scores_from_confusion(np.array([[3, 1], [0, 4]]), ["bg", "fg"])
+        >>> round(s["per_class"]["fg"]["iou"], 3), s["pixel_accuracy"]
+        (0.8, 0.875)
+    """
+    cm = cm.astype(np.float64)
+    tp = np.diag(cm)
+    fp = cm.sum(axis=0) - tp
+    fn = cm.sum(axis=1) - tp
+
+    def ratio(num, den):
+        return [float(n / d) if d > 0 else None for n, d in zip(num, den)]
+
+    iou, dice = ratio(tp, tp + fp + fn), ratio(2 * tp, 2 * tp + fp + fn)
+    precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
+    per_class = {
+        n: {"iou": iou[i], "dice": dice[i], "precision": precision[i], "recall": recall[i], "pixels": int(cm[i].sum())}
+        for i, n in enumerate(names)
+    }
+    valid = [v for v in iou if v is not None]
+    dices = [v for v in dice if v is not None]
+    total = cm.sum()
+    return {
+        "miou": float(np.mean(valid)) if valid else None,
+        "mean_dice": float(np.mean(dices)) if dices else None,
+        "pixel_accuracy": float(tp.sum() / total) if total else None,
+        "per_class": per_class,
+    }
+
+
+def evaluate_run(
+    run: str | os.PathLike,
+    data: str,
+    split: str | None = None,
+    out: str | os.PathLike | None = None,
+    device: str | torch.device = "auto",
+    worst: int = 6,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Score the run's best checkpoint on ``data`` (see the module docstring).
+
+    Args:
+        run: the run folder (``checkpoints/best.pt``) or a checkpoint file.
+        data: a registered data set name (``camvid``) or a folder / CSV / list / annotation file.
+        split: the source's split (``test``, ``val``, ``all``); default: test, else val, else all.
+        out: output folder.
+        worst: how many of the lowest-IoU images ``worst.png`` shows.
+
+    Returns:
+        The metrics dict written to ``metrics.json``.
+
+    Raises:
+        WorkshopError: an instance run (not yet), a run or data that cannot be read (named).
+    """
+    from workshop.env import get_device
+    from workshop.inference import load_trained_model, predict_probabilities, probabilities_to_mask
+
+    run = Path(run)
+    if not run.exists():
+        raise WorkshopError(f"run not found: {run} (give a run folder written by `workshop train`, or its .pt file)")
+    if _is_instance_run(run):
+        raise WorkshopError(f"{run} is an instance (Mask R-CNN) run: its mask and box mAP are not in "
+                            "`workshop evaluate` yet; score it with workshop.instance.evaluate in code")
+    dev = get_device(device) if isinstance(device, str) else device
+    model, state = load_trained_model(run, dev)
+    from workshop.config import load_config
+
+    saved = state["config"]
+    saved.setdefault("model", {}).setdefault("decoder", "standard")
+    cfg = load_config(overrides=saved, profile=saved.get("profile"))
+    names = list(state["class_names"])
+    label_map = run_label_map(cfg, names) if cfg.data.task != "binary" else None
+    source = open_eval_source(data, cfg, label_map)
+    split = choose_split(source, split)
+    items = source.items(split)
+    if not items:
+        raise WorkshopError(f"{data}: split {split!r} has no samples")
+    source_names = source.class_names()
+    if cfg.data.task != "binary" and source_names and len(source_names) != len(names):
+        raise WorkshopError(f"{data} has {len(source_names)} classes ({', '.join(source_names[:12])}) but the run "
+                            f"was trained on {len(names)} ({', '.join(names[:12])}); score it on data with the same classes")
+    ignore = cfg.data.ignore_index
+    size, threshold = cfg.data.image_size, cfg.train.threshold
+    k = max(len(names), 2)
+    cm = np.zeros((k, k), dtype=np.int64)
+    per_image = []
+    log(f"evaluate: {run} on {source.format}, split {split} ({len(items)} images), at each label's full resolution")
+    for item in items:
+        sample = source.read(item)
+        pred = probabilities_to_mask(predict_probabilities(model, sample.image, size, dev), threshold)
+        target = sample.mask
+        if pred.shape != target.shape:
+            from workshop.data.io import resize_mask_nearest
+
+            pred = resize_mask_nearest(pred, *target.shape)
+        keep = target != ignore
+        t, p = target[keep].astype(np.int64), pred[keep].astype(np.int64)
+        if t.size and (t.max() >= k or t.min() < 0):
+            raise WorkshopError(f"{item.image}: label ids {sorted(set(np.unique(t).tolist()) - set(range(k)))[:8]} "
+                                f"are not among the run's {k} classes")
+        one = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
+        cm += one
+        s = scores_from_confusion(one, names if len(names) == k else ["background", "foreground"])
+        fg_iou = s["per_class"][list(s["per_class"])[1]]["iou"] if k == 2 else s["miou"]
+        per_image.append({"image": str(item.image), "iou": fg_iou, "pixel_accuracy": s["pixel_accuracy"]})
+    shown = names if len(names) == k else ["background", "foreground"]
+    scores = scores_from_confusion(cm, shown)
+    result = {
+        "run": str(run), "data": str(data), "format": source.format, "split": split, "images": len(items),
+        "task": cfg.data.task, "ignore_index": ignore, "resolution": "each label's own size",
+        **scores, "confusion_matrix": cm.tolist(), "class_names": shown,
+    }
+    if cfg.data.task == "binary":
+        fg = scores["per_class"][shown[1]]
+        result["iou"], result["dice"] = fg["iou"], fg["dice"]
+    out_dir = Path(out) if out is not None else (run if run.is_dir() else run.parent) / f"evaluate-{Path(str(data)).stem}-{split}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    with (out_dir / "per_image.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["image", "iou", "pixel_accuracy"])
+        writer.writeheader()
+        writer.writerows(per_image)
+    _confusion_png(cm, shown, out_dir / "confusion.png")
+    ranked = sorted(range(len(per_image)), key=lambda i: (per_image[i]["iou"] is None, per_image[i]["iou"] or 0.0))
+    _worst_png(source, [items[i] for i in ranked[:worst]], [per_image[i]["iou"] for i in ranked[:worst]], model, size,
+               dev, threshold, label_map, out_dir / "worst.png")
+    result["out"] = str(out_dir)
+    return result
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """The result as a few lines: the headline numbers, then one line per class."""
+    def f(v):
+        return "  n/a" if v is None else f"{v:.3f}"
+
+    head = (f"{result['images']} images ({result['format']}, split {result['split']}): "
+            f"mIoU {f(result['miou'])}, pixel accuracy {f(result['pixel_accuracy'])}")
+    if "iou" in result:
+        head += f", foreground IoU {f(result['iou'])}, Dice {f(result['dice'])}"
+    lines = [head, f"  {'class':<20} {'IoU':>6} {'Dice':>6} {'prec':>6} {'recall':>6} {'pixels':>10}"]
+    for name, s in result["per_class"].items():
+        lines.append(f"  {name[:20]:<20} {f(s['iou']):>6} {f(s['dice']):>6} {f(s['precision']):>6} {f(s['recall']):>6} {s['pixels']:>10}")
+    lines.append(f"written to {result['out']}: metrics.json, confusion.png, worst.png, per_image.csv")
+    return "\n".join(lines)
+
+
+def _confusion_png(cm: np.ndarray, names: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=np.float64), where=rows > 0)
+    side = max(4.0, 0.5 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (rows sum to 1)")
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if norm[i, j] >= 0.005:
+                ax.text(j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _worst_png(source, items, ious, model, size, device, threshold, label_map, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from workshop.inference import predict_image
+    from workshop.viz import colorize_mask
+
+    if not items:
+        return
+    palette = [c.color for c in label_map.classes] if label_map is not None else None
+    fig, axes = plt.subplots(len(items), 3, figsize=(9, 3 * len(items)), squeeze=False)
+    for row, (item, iou) in enumerate(zip(items, ious)):
+        sample = source.read(item)
+        pred = predict_image(model, sample.image, size, device, threshold)
+        for ax, pic, title in zip(axes[row], (sample.image, colorize_mask(sample.mask, palette), colorize_mask(pred, palette)),
+                                  (f"{item.name}", "label", f"prediction (IoU {iou:.3f})" if iou is not None else "prediction")):
+            ax.imshow(pic)
+            ax.set_title(title, fontsize=8)
+            ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -103,13 +103,13 @@ def derive_label_map(mask_files: Sequence[str | os.PathLike], ignore_index: int 
             )
         ids |= values
         palette = pal if palette is None else palette
+    if ids and (ids <= {0, 255} or ids <= {0, 1} or ids <= {0, 1, ignore_index}):
+        raise DataError(f"the masks in {where} hold only {sorted(ids)}: that is a binary task "
+                        "(data.task=binary / --task binary), not multiclass")
     if ignore_index is not None:
         ids.discard(ignore_index)
     if not ids:
         raise DataError(f"no class ids found in {where} (no masks?)")
-    if ids <= {0, 255} or ids <= {0, 1}:
-        raise DataError(f"the masks in {where} hold only {sorted(ids)}: that is a binary task "
-                        "(data.task=binary / --task binary), not multiclass")
     top = max(ids)
     if top > MAX_DERIVED_ID:
         raise DataError(f"the masks in {where} hold ids up to {top} ({sorted(ids)[:12]}...): too many to be class ids "

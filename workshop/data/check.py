@@ -581,7 +581,7 @@ def check_source(source, split: str = "all", root: str | os.PathLike | None = No
             report.problems.extend(extra)
             report.counts["errors"] = len(report.errors)
             report.counts["files_with_errors"] = len({p.path for p in report.errors})
-        report.counts["pairs"] = len(spec.images)
+        report.counts["pairs"] = report.counts["masks"] = len(spec.images)  # masks drawn from the annotations
     return report
 
 

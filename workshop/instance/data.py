@@ -377,7 +377,8 @@ def pennfudan_dataset(
 
 
 def load_instance_source(name: str, root: str | os.PathLike, split: str = "all", **kwargs: Any) -> DetectionDataset:
-    """A detection data set by source name: ``"embedded"`` (polygon labels) or ``"pennfudan"``.
+    """A detection data set: ``"embedded"`` (polygon labels), ``"pennfudan"``, or ``"annotations"``
+    (``root`` a COCO / VIA / LabelMe / CVAT export, read by ``workshop.data.sources``).
 
     Raises:
         ValueError: unknown name (lists the valid ones).
@@ -386,4 +387,8 @@ def load_instance_source(name: str, root: str | os.PathLike, split: str = "all",
         return polygon_dataset(root, **kwargs)
     if name == "pennfudan":
         return pennfudan_dataset(root, split=split, **kwargs)
-    raise ValueError(f"unknown instance source {name!r}; choose one of: embedded, pennfudan")
+    if name == "annotations":
+        from workshop.data.sources import open_source
+
+        return source_detection_dataset(open_source(root, task="instance"), split, **kwargs)
+    raise ValueError(f"unknown instance source {name!r}; choose one of: embedded, pennfudan, annotations")

@@ -598,21 +598,12 @@ def check_config(cfg) -> tuple[list[DataReport], LabelMap | None]:
     from workshop.data.sources import named_split_source, source_from_config
 
     d = cfg.data
+    source = source_from_config(cfg)
     try:
-        source = source_from_config(cfg)
         source.items("all")
     except DataError:
-        if d.source not in ("folder", "csv") or d.root is None:
-            raise
-        # Unpaired or missing files: scan everything, so every problem is reported at once.
-        root = Path(d.root).expanduser()
-        if d.source == "csv":
-            report = check_path(root / (d.csv_file or "train.csv"), task=d.task, label_map=d.label_map,
-                                ignore_index=d.ignore_index)
-        else:
-            report = check_path(root, images_dir=d.images_dir, masks_dir=d.masks_dir, task=d.task,
-                                label_map=d.label_map, ignore_index=d.ignore_index, mask_suffix="")
-        if report.ok:
+        report = source.listing_report()  # unpaired or missing files: every one of them, at once
+        if report is None or report.ok:
             raise
         return [report], None
     label_map = source.label_map() if d.task != "binary" else None

@@ -188,7 +188,7 @@ def read_files(
         named.add(file.resolve())
         objects = _objects(path, data, problems)
         if not data["shapes"]:
-            unannotated.append(path.name)
+            unannotated.append(name or path.name)
             if not keep_unannotated:
                 continue
         elif not objects:

@@ -137,7 +137,7 @@ def read(path: Path, *, folders: list[Path], keep_unannotated: bool = False) -> 
 
     images: list[AnnotatedImage] = []
     unannotated: list[str] = []
-    undeclared: set[str] = set()
+    undeclared: list[str] = []
     for index, elem in enumerate(root.findall("image")):
         name = elem.get("name", "")
         if not name:
@@ -152,8 +152,8 @@ def read(path: Path, *, folders: list[Path], keep_unannotated: bool = False) -> 
         for number, child in enumerate(children):
             obj = _object(child, f"{path}: {name} <{child.tag}> number {number}", size, problems)
             if obj is not None:
-                if labels and obj.label not in labels:
-                    undeclared.add(obj.label)
+                if labels and obj.label not in labels and obj.label not in undeclared:
+                    undeclared.append(obj.label)
                 objects.append(obj)
         shaped = [c for c in children if c.tag != "tag"]
         if not shaped:
@@ -168,6 +168,7 @@ def read(path: Path, *, folders: list[Path], keep_unannotated: bool = False) -> 
         if placed is not None:
             images.append(placed)
     if undeclared:
-        problems.append(f"{path}: label(s) {sorted(undeclared)} are used but not declared in <meta> labels {labels}; added")
+        problems.append(f"{path}: label(s) {undeclared} are used but not declared in <meta> labels {labels}; added")
+        labels += undeclared
     report_unannotated(path, unannotated, keep_unannotated, problems)
     return AnnotationSet(format="cvat", images=images, labels=labels, problems=problems)

@@ -4,7 +4,7 @@
 :class:`AnnotationSet`; :func:`semantic_mask` and :func:`instance_masks` rasterise an image's objects
 with pycocotools. Coordinates and masks are in the image's EXIF-corrected (upright) frame.
 
-Taught in: notebooks/03_dataset.ipynb (your own data)
+Not taught in a notebook yet: the annotation-file data sources and ``workshop data check`` use it.
 """
 
 from workshop.data.formats.annotations import (

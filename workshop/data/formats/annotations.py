@@ -16,7 +16,7 @@ Example:
     >>> s.format, len(s.images), s.labels  # doctest: +SKIP
     ('via', 24, ['kudzu'])
 
-Taught in: notebooks/03_dataset.ipynb (your own data)
+Not taught in a notebook yet: the annotation-file data sources and ``workshop data check`` use it.
 """
 
 from __future__ import annotations
@@ -236,12 +236,21 @@ def read_annotations(
     if not path.exists():
         raise DataError(f"annotation file or folder not found: {path}")
     folders = _image_folders(path, images_dir)
-    if path.is_dir():
-        return _read_folder(path, folders, label_attribute, keep_unannotated, extract_dir, default_label)
-    if is_junk(path):
+    if path.is_file() and is_junk(path):
         raise DataError(f"{path} is an operating-system junk file, not an annotation file")
-    if path.stat().st_size == 0:
+    if path.is_file() and path.stat().st_size == 0:
         raise DataError(f"{path}: empty (zero-byte) annotation file; export it again from the tool")
+    try:
+        if path.is_dir():
+            return _read_folder(path, folders, label_attribute, keep_unannotated, extract_dir, default_label)
+        return _read_file(path, folders, label_attribute, keep_unannotated, extract_dir, default_label)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"{path}: malformed annotation file ({type(err).__name__}: {err})") from None
+
+
+def _read_file(path, folders, label_attribute, keep_unannotated, extract_dir, default_label) -> AnnotationSet:
     if _looks_like_xml(path):
         if _detect_xml(path) != "cvat":
             raise DataError(f"{path}: an XML file but not CVAT for images 1.1 (the root element must be <annotations>)")
@@ -410,6 +419,10 @@ def place_image(
         return None
     width, height = info.upright_size
     dw, dh = declared
+    if any(v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v != int(v) or v <= 0)
+           for v in declared):
+        problems.append(f"{source}: {name} has width/height {dw!r} x {dh!r}, not positive integers; {count}")
+        return None
     if dw is not None and dh is not None and (int(dw), int(dh)) != (width, height):
         if (int(dw), int(dh)) == info.stored_size and info.orientation != 1:
             objects = [_orient_object(obj, info) for obj in objects]

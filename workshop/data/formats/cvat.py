@@ -20,7 +20,7 @@ Polygons, boxes (``rotation`` in degrees, turned about the centre), ellipses and
 runs row by row inside its box, starting with background. ``polyline``, ``points``, ``tag``,
 ``cuboid`` and ``skeleton`` have no area and are skipped with a problem line.
 
-Taught in: notebooks/03_dataset.ipynb (your own data)
+Not taught in a notebook yet: the annotation-file data sources and ``workshop data check`` use it.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ point on the circle) as a polygon; ``mask`` (a base64 PNG inside a box) as an RL
 label and ``group_id`` are one object (its parts merged). ``point``, ``points``, ``line`` and
 ``linestrip`` have no area and are skipped with a problem line.
 
-Taught in: notebooks/03_dataset.ipynb (your own data)
+Not taught in a notebook yet: the annotation-file data sources and ``workshop data check`` use it.
 """
 
 from __future__ import annotations

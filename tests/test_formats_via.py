@@ -76,6 +76,21 @@ def test_mixed_via1_via2_export_reads_every_shape(tmp_path):
     assert "a.jpg region 2: a point has no area" in text and "a.jpg region 3: a polyline has no area" in text
     assert "'gone.jpg' not found" in text and "web address" in text
     assert "1 image(s) have no annotations: empty.png; skipped" in text
+    assert "not in the annotation file" not in text  # every image file there is listed
+
+
+def test_images_listed_twice_are_merged_and_unlisted_files_reported(tmp_path):
+    image(tmp_path, "a.jpg")
+    image(tmp_path, "stray.jpg")
+    (tmp_path / ".DS_Store").write_bytes(b"x")
+    rect = region({"name": "rect", "x": 0, "y": 0, "width": 2, "height": 2})
+    data = {"a.jpg1": {"filename": "a.jpg", "regions": [rect]}, "a.jpg2": {"filename": "a.jpg", "regions": {"0": rect}}}
+    (tmp_path / "v.json").write_text(json.dumps(data))
+    s = read_annotations(tmp_path / "v.json")
+    assert len(s.images) == 1 and len(s.images[0].objects) == 2
+    text = "\n".join(s.problems)
+    assert "image a.jpg is listed more than once; its objects are merged" in text
+    assert f"1 image file(s) in {tmp_path.resolve()} are not in the annotation file: stray.jpg" in text
 
 
 def test_single_attribute_is_taken_as_the_class_without_being_named(tmp_path):

@@ -116,6 +116,7 @@ class AnnotationSet:
         labels: class names in the order the file defines (or first uses) them.
         problems: one line per thing skipped or fixed, each naming the file; empty when all is well.
         path: the file or folder that was read.
+        listed: every image name the file lists, kept or not (used to report image files it does not list).
     """
 
     format: str
@@ -123,6 +124,7 @@ class AnnotationSet:
     labels: list[str]
     problems: list[str] = field(default_factory=list)
     path: Path | None = None
+    listed: list[str] = field(default_factory=list)
 
     @property
     def num_objects(self) -> int:
@@ -380,12 +382,29 @@ def _finish(result: AnnotationSet, path: Path) -> AnnotationSet:
         else:
             merged[img.file] = img
     result.images = list(merged.values())
+    if result.format in ("via", "cvat"):  # COCO split files often share one images folder: no report
+        _report_unlisted(result, path)
     for img in result.images:
         for obj in img.objects:
             if obj.label not in result.labels:
                 result.labels.append(obj.label)
     result.path = path
     return result
+
+
+def _report_unlisted(result: AnnotationSet, path: Path) -> None:
+    """One problem line per image folder holding images the annotation file does not name."""
+    from workshop.data.io import IMAGE_EXTENSIONS
+
+    listed = {img.file for img in result.images}
+    names = {Path(n.replace("\\", "/")).name for n in result.listed}
+    for folder in sorted({img.file.parent for img in result.images}):
+        unlisted = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS
+                          and not is_junk(f) and f.resolve() not in listed and f.name not in names)
+        if unlisted:
+            shown = ", ".join(unlisted[:8]) + (f", ... ({len(unlisted) - 8} more)" if len(unlisted) > 8 else "")
+            result.problems.append(f"{path}: {len(unlisted)} image file(s) in {folder} are not in the annotation "
+                                   f"file: {shown}; not used")
 
 
 # ----------------------------------------------------------------------------- used by the readers

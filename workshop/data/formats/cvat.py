@@ -138,8 +138,10 @@ def read(path: Path, *, folders: list[Path], keep_unannotated: bool = False) -> 
     images: list[AnnotatedImage] = []
     unannotated: list[str] = []
     undeclared: list[str] = []
+    listed: list[str] = []
     for index, elem in enumerate(root.findall("image")):
         name = elem.get("name", "")
+        listed.append(name)
         if not name:
             problems.append(f"{path}: <image> number {index} has no name; skipped")
             continue
@@ -171,4 +173,4 @@ def read(path: Path, *, folders: list[Path], keep_unannotated: bool = False) -> 
         problems.append(f"{path}: label(s) {undeclared} are used but not declared in <meta> labels {labels}; added")
         labels += undeclared
     report_unannotated(path, unannotated, keep_unannotated, problems)
-    return AnnotationSet(format="cvat", images=images, labels=labels, problems=problems)
+    return AnnotationSet(format="cvat", images=images, labels=labels, problems=problems, listed=listed)

@@ -186,11 +186,13 @@ def read(
     images: list[AnnotatedImage] = []
     unannotated: list[str] = []
     unlabelled: list[str] = []
+    listed: list[str] = []
     for key, entry in entries.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str):
             problems.append(f"{path}: entry {key!r} has no 'filename'; skipped")
             continue
         name = str(entry["filename"])
+        listed.append(name)
         regions = _regions(entry)
         if name.startswith(("http://", "https://")):
             problems.append(f"{path}: image {name} is a web address; download it next to the annotation file "
@@ -229,4 +231,4 @@ def read(
         shown = ", ".join(unlabelled[:5]) + (f", ... ({len(unlabelled) - 5} more)" if len(unlabelled) > 5 else "")
         problems.append(f"{path}: {len(unlabelled)} region(s) have no single value of {attribute!r}: {shown}; skipped")
     report_unannotated(path, unannotated, keep_unannotated, problems)
-    return AnnotationSet(format="via", images=images, labels=labels, problems=problems)
+    return AnnotationSet(format="via", images=images, labels=labels, problems=problems, listed=listed)

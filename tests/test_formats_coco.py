@@ -13,6 +13,9 @@ from pycocotools import mask as mask_util
 from workshop.data.formats import detect_format, instance_masks, read_annotations, semantic_mask
 from workshop.errors import DataError
 
+# pycocotools' decode trips a NumPy 2 deprecation notice that is not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
+
 PENNFUDAN = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "pennfudan"
 
 
@@ -215,6 +218,7 @@ def _coco_from_masks(samples, kind: str) -> dict:
     return {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "pedestrian"}]}
 
 
+@pytest.mark.realdata
 @pytest.mark.skipif(not (PENNFUDAN / "PedMasks").is_dir(), reason="needs ../shared/datasets/pennfudan")
 @pytest.mark.parametrize("kind", ["rle", "uncompressed", "polygon"])
 def test_pennfudan_instance_masks_round_trip_through_coco(tmp_path, kind):

@@ -11,6 +11,9 @@ from PIL import Image
 from workshop.data.formats import detect_format, instance_masks, read_annotations, semantic_mask
 from workshop.errors import DataError
 
+# pycocotools' decode trips a NumPy 2 deprecation notice that is not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
+
 XML = """<?xml version="1.0" encoding="utf-8"?>
 <annotations>
   <version>1.1</version>

@@ -15,6 +15,9 @@ from workshop.data.formats import detect_format, instance_masks, read_annotation
 from workshop.data.io import read_image
 from workshop.errors import DataError
 
+# pycocotools' decode trips a NumPy 2 deprecation notice that is not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
+
 
 def labelme(path: Path, image_path: str | None, shapes: list[dict], w: int = 20, h: int = 10, image_data: str | None = None):
     doc = {"version": "5.4.1", "flags": {}, "shapes": shapes, "imagePath": image_path, "imageData": image_data,

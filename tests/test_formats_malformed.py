@@ -6,10 +6,14 @@ import copy
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from workshop.data.formats import instance_masks, read_annotations, semantic_mask
 from workshop.errors import DataError
+
+# pycocotools' decode trips a NumPy 2 deprecation notice that is not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
 
 BAD = [None, "x", 3, -1, [], {}, [1, 2], {"a": 1}, [[1, "x"]], [None], 1.5, True]
 

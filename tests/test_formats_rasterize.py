@@ -11,6 +11,9 @@ from workshop.data.formats.rasterize import decode_rle
 from workshop.data.formats.via import ellipse_polygon
 from workshop.errors import DataError
 
+# pycocotools' decode trips a NumPy 2 deprecation notice that is not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
+
 
 def poly(label, pts, **kw):
     return AnnotatedObject(label, "polygon", polygons=[np.asarray(pts, dtype=float)], **kw)

@@ -12,6 +12,9 @@ from PIL import Image
 from workshop.data.formats import detect_format, instance_masks, read_annotations, semantic_mask
 from workshop.errors import DataError
 
+# pycocotools' decode trips a NumPy 2 deprecation notice that is not ours to fix
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:pycocotools.*")
+
 KUDZU = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "kudzu"
 
 
@@ -162,6 +165,7 @@ def test_via3_project_is_refused_with_the_way_out(tmp_path):
         read_annotations(tmp_path / "via3.json")
 
 
+@pytest.mark.realdata
 @pytest.mark.skipif(not KUDZU.is_dir(), reason="needs ../shared/datasets/kudzu")
 @pytest.mark.parametrize("split, images, polygons", [("train", 24, 520), ("val", 16, 349)])
 def test_real_kudzu_export(split, images, polygons):
@@ -178,6 +182,7 @@ def test_real_kudzu_export(split, images, polygons):
     assert masks.any(axis=(1, 2)).all() and ((sem == 1) == masks.any(axis=0)).all()
 
 
+@pytest.mark.realdata
 @pytest.mark.skipif(not KUDZU.is_dir(), reason="needs ../shared/datasets/kudzu")
 def test_real_kudzu_train_class_attribute_can_be_named():
     s = read_annotations(KUDZU / "train" / "via_region_data.json", label_attribute="insect")

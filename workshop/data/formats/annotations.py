@@ -238,7 +238,7 @@ def read_annotations(
     if not path.exists():
         raise DataError(f"annotation file or folder not found: {path}")
     folders = _image_folders(path, images_dir)
-    if path.is_file() and is_junk(path):
+    if path.is_file() and is_junk(Path(path.name)):
         raise DataError(f"{path} is an operating-system junk file, not an annotation file")
     if path.is_file() and path.stat().st_size == 0:
         raise DataError(f"{path}: empty (zero-byte) annotation file; export it again from the tool")

@@ -108,7 +108,7 @@ def _shape(shape: dict, where: str, size: tuple[int | None, int | None], problem
             if len(pts) < 2:
                 raise ValueError("a rectangle needs two corner points")
             lo, hi = pts.min(axis=0), pts.max(axis=0)
-            return AnnotatedObject(label=label, kind="box", box=(lo[0], lo[1], hi[0], hi[1]), shape=kind)
+            return AnnotatedObject(label=label, kind="box", box=(float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])), shape=kind)
         if kind == "circle":
             if len(pts) < 2:
                 raise ValueError("a circle needs its centre and a point on it")

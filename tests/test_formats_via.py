@@ -189,3 +189,21 @@ def test_real_kudzu_train_class_attribute_can_be_named():
     assert s.labels == ["kudzu"] and s.num_objects == 520
     with pytest.raises(DataError, match=r"no region has the attribute 'insect'.*no attributes; leave the label attribute unset"):
         read_annotations(KUDZU / "val" / "via_region_data.json", label_attribute="insect")
+
+
+def test_sizes_are_upright_and_match_read_image(tmp_path):
+    from workshop.data.io import read_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 40 wide x 30 high, shown upright as 30 x 40
+    Image.new("RGB", (40, 30)).save(tmp_path / "phone.jpg", exif=exif)
+    Image.new("I;16", (40, 30)).save(tmp_path / "deep.png")
+    rect = region({"name": "rect", "x": 0, "y": 0, "width": 2, "height": 2})
+    data = {"p": {"filename": "phone.jpg", "regions": [rect]}, "d": {"filename": "deep.png", "regions": [rect]}}
+    (tmp_path / "v.json").write_text(json.dumps(data))
+    s = read_annotations(tmp_path / "v.json")
+    for img in s.images:
+        pixels = read_image(img.file)
+        assert pixels.shape[:2] == (img.height, img.width)
+        assert semantic_mask(img.objects, {"foreground": 1}, img.height, img.width).shape == pixels.shape[:2]
+    assert [(img.width, img.height) for img in s.images] == [(30, 40), (40, 30)]

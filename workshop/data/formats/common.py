@@ -14,7 +14,6 @@ unreadable raise :class:`workshop.errors.DataError` naming the file.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable
 

@@ -59,6 +59,21 @@ def test_notebooks_are_small_and_hold_only_checked_outputs(path: Path) -> None:
             assert cell["outputs"] == [], f"{path.name}: outputs left in an unchecked cell:\n{nbtools.cell_source(cell)[:200]}"
         for out in cell["outputs"]:
             assert "image/png" not in out.get("data", {}), f"{path.name}: a checked cell stores an image"
+        if nbtools.exercise_check_name(cell) is not None:
+            assert cell["outputs"] == [], f"{path.name}: a fresh notebook must not show a verdict under a stub"
+    assert "PASS" not in json.dumps([c["outputs"] for c in code_cells(nbtools.read_notebook(path))])
+
+
+def test_solve_writes_the_reference_verdicts_for_nbval() -> None:
+    nb = nbtools.read_notebook(ROOT / "notebooks" / "06_train_val_functions.ipynb")
+    solved = nbtools.solve(nb)
+    checks = [c for c in solved["cells"] if nbtools.exercise_check_name(c)]
+    assert len(checks) == 3
+    for cell in checks:
+        name = nbtools.exercise_check_name(cell)
+        assert "".join(cell["outputs"][0]["text"]) == get_exercise(name).pass_line() + "\n"
+        assert cell["execution_count"] is not None
+    assert all(c["outputs"] == [] for c in nbtools.strip_outputs(solved)["cells"] if nbtools.exercise_check_name(c))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -98,8 +113,7 @@ def test_grading_fails_exactly_at_unfinished_exercises(tmp_path: Path, _data_dir
     nb = nbtools.read_notebook(original)
     exercises = [name for _, name, _ in nbtools.exercise_cells(nb)]
     assert len(exercises) >= 2
-    copy = tmp_path / GRADED
-    copy.write_text(original.read_text())
+    copy = nbtools.write_notebook(nbtools.with_reference_verdicts(nb), tmp_path / GRADED)  # what `verdicts` writes
     proc = nbval(copy, _data_dir)
     assert proc.returncode != 0
     failed = re.findall(r"FAILED .*?::Cell (\d+)", proc.stdout)

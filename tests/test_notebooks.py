@@ -180,3 +180,67 @@ def test_solve_replaces_only_exercise_cells() -> None:
     assert nbtools.cell_source(solved["cells"][0]).startswith(f"from {ex.reference.__module__} import {ex.reference.__name__} as {ex.name}")
     assert solved["cells"][1] == nb["cells"][1]
     assert json.dumps(nb).count("stub") == 1  # the input is not modified
+
+
+# ------------------------------------------------------------------ wrong answers, then every later cell
+
+
+def run_cells(nb: dict, folder: Path, data_dir: Path) -> list[dict]:
+    """Execute ``nb`` in a fresh kernel (smoke profile) and return its code cells with their outputs."""
+    import nbclient
+    import nbformat
+
+    env = dict(WORKSHOP_PROFILE="smoke", WORKSHOP_OFFLINE="1", WORKSHOP_DATA_DIR=str(data_dir), PYTHONHASHSEED="0",
+               MPLBACKEND="Agg", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits this environment
+    try:
+        node = nbformat.reads(json.dumps(nb), as_version=4)
+        nbclient.NotebookClient(node, timeout=600, kernel_name="python3", allow_errors=True,
+                                resources={"metadata": {"path": str(folder)}}).execute()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return [c for c in node["cells"] if c["cell_type"] == "code"]
+
+
+def _wrong_answer_notebooks() -> list[tuple[Path, dict[str, tuple[str, list[str]]]]]:
+    """Each notebook with exercises in the table, and for each exercise its first (strictest) wrong answer."""
+    from wrong_answers import WRONG_ANSWERS
+
+    firsts: dict[str, tuple[str, list[str]]] = {}
+    for name, _, source, words in WRONG_ANSWERS:
+        firsts.setdefault(name, (source, words))
+    out = []
+    for path in NOTEBOOKS:
+        names = [n for _, n, _ in nbtools.exercise_cells(nbtools.read_notebook(path)) if n in firsts]
+        if names:
+            out.append((path, {n: firsts[n] for n in names}))
+    return out
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize(("path", "answers"), _wrong_answer_notebooks(), ids=lambda v: v.stem if isinstance(v, Path) else "")
+def test_every_later_cell_runs_after_a_wrong_answer(path: Path, answers: dict, tmp_path: Path, _data_dir: Path) -> None:
+    """The wrong answers that once passed now fail their check, and the rest of the notebook still runs."""
+    nb = nbtools.read_notebook(path)
+    for _, name, cell in nbtools.exercise_cells(nb):
+        if name in answers:
+            nbtools.set_cell_source(cell, answers[name][0])
+        else:
+            ex = get_exercise(name)
+            nbtools.set_cell_source(cell, f"from {ex.reference.__module__} import {ex.reference.__name__} as {name}")
+    cells = run_cells(nb, tmp_path, _data_dir)
+    errors = [(nbtools.cell_source(c)[:120], o.get("ename"), o.get("evalue")) for c in cells
+              for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, errors
+    for cell in cells:
+        name = nbtools.exercise_check_name(cell)
+        if name in answers:
+            text = "".join(o.get("text", "") for o in cell["outputs"] if o.get("output_type") == "stream")
+            assert text.startswith(f"FAIL {name}"), text
+            for word in answers[name][1]:
+                assert word in text, text

@@ -244,3 +244,20 @@ def test_every_later_cell_runs_after_a_wrong_answer(path: Path, answers: dict, t
             assert text.startswith(f"FAIL {name}"), text
             for word in answers[name][1]:
                 assert word in text, text
+
+
+def test_the_readme_schedule_has_each_notebooks_time_and_the_total() -> None:
+    readme = (ROOT / "README.md").read_text()
+    total = 0
+    for path in NOTEBOOKS:
+        header = nbtools.cell_source(nbtools.read_notebook(path)["cells"][0])
+        minutes = int(re.search(r"\*\*Time:\*\* about (\d+) minutes", header).group(1))
+        total += minutes
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {path.stem[:2]} | [{path.stem}]"))
+        assert row.rstrip().endswith(f"| {minutes} min |"), row
+    assert f"**about {total // 60} h {total % 60:02d} min**" in readme
+
+
+def test_the_licence_pyproject_declares_is_there() -> None:
+    assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")

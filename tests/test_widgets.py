@@ -127,7 +127,7 @@ def test_pictures_are_drawn_at_twice_their_display_size_and_shown_at_it() -> Non
 
     png = figure_png([np.zeros((8, 8, 3), np.uint8)] * 3, ["a", "b", "c"], size=2.8)
     width, height = png_size(png)
-    assert (width, height) == (round(3 * 2.8 * 80 * PIXEL_RATIO), round(2.9 * 80 * PIXEL_RATIO))
+    assert (width, height) == (round(3 * 2.8 * 80 * PIXEL_RATIO), round(3.05 * 80 * PIXEL_RATIO))
     image, mask = l_shape()
     box = augmentation_explorer(image, mask)
     view = box.explorer.view

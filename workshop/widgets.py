@@ -77,7 +77,7 @@ def figure_png(panels: Sequence[np.ndarray], titles: Sequence[str], caption: str
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(size * len(panels), size + (0.35 if caption else 0.1)), dpi=DISPLAY_DPI * PIXEL_RATIO)
+    fig = Figure(figsize=(size * len(panels), size + (0.45 if caption else 0.25)), dpi=DISPLAY_DPI * PIXEL_RATIO)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel, title in zip(axes, panels, titles):
         ax.imshow(panel, cmap="gray" if np.asarray(panel).ndim == 2 else None, interpolation="nearest")

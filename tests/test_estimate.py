@@ -45,3 +45,4 @@ def test_the_line_names_the_budget() -> None:
     assert describe_estimate(30) == "estimated training time: about 30 s on this machine (set cfg.train.max_minutes to cap it)"
     assert "about 20 min" in describe_estimate(1200, max_minutes=10) and "stop early" in describe_estimate(1200, 10)
     assert "stop early" not in describe_estimate(120, max_minutes=10)
+    assert describe_estimate(0.3).startswith("estimated training time: under a second")

@@ -76,7 +76,7 @@ def estimate_fit_seconds(
 def describe_estimate(seconds: float, max_minutes: float | None = None) -> str:
     """One line for the learner: the estimate, and the time budget when one is set."""
     minutes = seconds / 60
-    shown = f"about {minutes:.0f} min" if minutes >= 1.5 else f"about {seconds:.0f} s"
+    shown = f"about {minutes:.0f} min" if minutes >= 1.5 else f"about {seconds:.0f} s" if seconds >= 1 else "under a second"
     line = f"estimated training time: {shown} on this machine"
     if max_minutes:
         cap = "" if minutes <= max_minutes else ", so the run will stop early, cleanly, at the budget"

@@ -20,7 +20,7 @@ def train_transform(image_size):
         A.Resize(image_size, image_size, mask_interpolation=cv2.INTER_NEAREST),
         A.HorizontalFlip(), A.RandomRotate90(), A.Affine(rotate=(-30, 30), p=1.0),
         A.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)), ToTensorV2(),
-    ])''', ["ImageNet normalisation", "not white", "A.Affine", "exactly Resize"]),
+    ])''', ["only the listed steps", "not white", "A.Affine", "exactly Resize"]),
     # ------------------------------------------------------------------ 05 replace_head
     ("replace_head", "appends a layer instead of replacing the last", '''from torch import nn
 
@@ -165,3 +165,15 @@ def define(source: str, name: str):
     namespace: dict = {}
     exec(compile(source, f"<wrong answer for {name}>", "exec"), namespace)
     return namespace[name]
+
+WRONG_ANSWERS.append(("train_transform", "an extra colour step", '''import albumentations as A
+import cv2
+from albumentations.pytorch import ToTensorV2
+
+
+def train_transform(image_size):
+    return A.Compose([
+        A.Resize(image_size, image_size, mask_interpolation=cv2.INTER_NEAREST),
+        A.HorizontalFlip(), A.RandomRotate90(), A.ColorJitter(brightness=0.4, contrast=0.4, p=1.0),
+        A.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)), ToTensorV2(),
+    ])''', ["ImageNet normalisation", "a random colour step", "exactly Resize"]))

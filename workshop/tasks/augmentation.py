@@ -190,7 +190,14 @@ def _check_normalised(candidate: Callable) -> None:
                 f"{typical}{extra} -> use A.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))",
                 hint=2,
             )
-        changed = float((img - torch.tensor(expected).reshape(3, 1, 1)).abs().amax(0).gt(0.01).float().mean())
+
+
+def _check_nothing_filled_in(candidate: Callable) -> None:
+    white = np.full((SIZE, SIZE, 3), 255, np.uint8)
+    expected = torch.tensor([(1.0 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]).reshape(3, 1, 1)
+    for seed in range(8):
+        img = _apply(candidate, white, np.zeros((SIZE, SIZE), np.uint8), seed)["image"]
+        changed = float((img - expected).abs().amax(0).gt(0.01).float().mean())
         expect(
             changed == 0.0,
             "a white image to stay white everywhere: resizing, flips and 90-degree turns move no pixel in from "
@@ -269,6 +276,7 @@ train_transform_exercise = Exercise(
     checks=[
         Check("output types and shapes", _check_types),
         Check("ImageNet normalisation", _check_normalised),
+        Check("only the listed steps (a white image stays white)", _check_nothing_filled_in),
         Check("mask resized with nearest neighbour", _check_nearest),
         Check("image and mask move together", _check_aligned),
         Check("random flips and rotations", _check_random),

@@ -150,8 +150,8 @@ def _check_box_type(candidate) -> None:
     elif not isinstance(found, np.ndarray):
         why = f"a {type(found).__name__} -> wrap the numbers: np.array([x0, y0, x1, y1], dtype=np.float32)"
     elif found.dtype != np.float32:
-        why = (f"a numpy array of dtype {found.dtype} -> add dtype=np.float32 (the boxes of a detection target "
-               "are float32; float64 boxes make the model's loss fail with a dtype error)")
+        why = (f"a numpy array of dtype {found.dtype} -> add dtype=np.float32 (the lesson's type: torchvision's "
+               "detection targets hold float32 boxes)")
     else:
         return
     raise CheckFailure("a numpy float32 array [x0, y0, x1, y1] (the later cells stack the boxes into the "

@@ -404,7 +404,7 @@ def _check_epoch_mean(candidate) -> None:
         why = " -> that is one batch's loss; average over all batches"
     elif _near(found, 3.5):
         why = " -> batch 2 was scored with the starting weights" + (
-            _order_problem(events) or ": call optimizer.step() after loss.backward()")
+            _order_problem(events).replace(" -> ", ": ", 1) or ": call optimizer.step() after loss.backward()")
     else:
         why = ""
     expect(_near(found, 3.55), "a mean loss of 3.5500 for two batches with losses 6.0 and 1.1", f"{found:.4f}{why}", hint=2)

@@ -203,8 +203,9 @@ def record(path: str | Path, timeout: int = 600) -> Path:
     """Run the solved copy of a notebook and store its checked outputs in the notebook itself.
 
     The notebook keeps its stubs; the outputs of cells tagged ``nbval-check-output`` come from
-    the run with the reference answers (so nbval can grade a learner's copy against them); all
-    other outputs are cleared. Runs under whatever ``WORKSHOP_PROFILE`` is set (CI uses ``smoke``).
+    the run with the reference answers, except the exercise check cells, which stay empty (their
+    verdicts are written by ``solve`` / ``with_reference_verdicts``); all other outputs are
+    cleared. Runs under whatever ``WORKSHOP_PROFILE`` is set (CI uses ``smoke``).
     """
     import nbclient
     import nbformat

@@ -261,3 +261,18 @@ def test_the_readme_schedule_has_each_notebooks_time_and_the_total() -> None:
 def test_the_licence_pyproject_declares_is_there() -> None:
     assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_strip_clears_exercise_verdicts_but_keeps_other_checked_outputs() -> None:
+    verdict = {"output_type": "stream", "name": "stdout", "text": ["PASS dice_loss: all 5 checks pass.\n"]}
+    shape = {"output_type": "stream", "name": "stdout", "text": ["(3, 64, 64)\n"]}
+    nb = {"cells": [
+        {"cell_type": "code", "metadata": {"tags": [nbtools.CHECK_TAG]}, "source": "dice_loss = tasks.dice_loss.check(dice_loss)",
+         "outputs": [verdict], "execution_count": 4},
+        {"cell_type": "code", "metadata": {"tags": [nbtools.CHECK_TAG]}, "source": "print(x.shape)",
+         "outputs": [shape], "execution_count": 5},
+    ]}
+    stripped = nbtools.strip_outputs(nb)
+    assert stripped["cells"][0]["outputs"] == [] and stripped["cells"][0]["execution_count"] is None
+    assert stripped["cells"][1]["outputs"] == [shape] and stripped["cells"][1]["execution_count"] == 2
+    assert nbtools.exercise_check_name(nb["cells"][0]) == "dice_loss" and nbtools.exercise_check_name(nb["cells"][1]) is None

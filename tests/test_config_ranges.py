@@ -22,7 +22,7 @@ BAD = [
     ("data.val_fraction=0", "> 0 and < 1"),
     ("data.batch_size=0", ">= 1"),
     ("data.num_images=1", ">= 2"),
-    ("data.image_size=8", ">= 32"),
+    ("data.image_size=4", ">= 8 and <= 4096"),
     ("data.num_workers=-2", ">= 0"),
 ]
 

@@ -46,7 +46,7 @@ DECODERS = ("light", "standard")  # model.decoder; see workshop.models.LIGHT_DEC
 # None for no bound. A value outside is refused with the range (epochs=-1 would "finish" with nan).
 RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "data.num_images": (2, None, True, True),
-    "data.image_size": (32, 4096, True, True),
+    "data.image_size": (8, 4096, True, True),
     "data.val_fraction": (0, 1, False, False),
     "data.batch_size": (1, None, True, True),
     "data.num_workers": (0, 64, True, True),

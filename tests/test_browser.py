@@ -153,7 +153,17 @@ def _move_slider(page, box, label: str, value: str) -> None:
     page.keyboard.press("Control+A")
     page.keyboard.type(value)
     page.keyboard.press("Enter")
-    page.wait_for_timeout(2500)  # a redraw takes about a second on 2 cores
+
+
+def _picture_after(page, box, before: bytes, timeout_s: float = 30) -> bytes:
+    """The picture once it differs from ``before`` (a redraw takes about a second on 2 cores)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        page.wait_for_timeout(500)
+        after = _picture(box)
+        if after != before or time.monotonic() > deadline:
+            page.wait_for_timeout(500)  # the caption is updated with the picture
+            return after
 
 
 def _save(page, name: str) -> Path:
@@ -182,7 +192,7 @@ def test_augmentation_explorer_in_jupyterlab(browser, lab) -> None:
         slider = box.locator(".widget-slider").filter(has=page.locator(f"label:text-is('{label}')"))
         readout = slider.locator(".widget-readout").text_content().strip()
         _move_slider(page, box, label, str(float(readout) / 2 + 7))
-        after = _picture(box)
+        after = _picture_after(page, box, before)
         _save(page, "02_explorer_after.png")
         assert after != before, f"moving {label!r} did not change the picture"
         _no_widget_errors(page)
@@ -202,7 +212,8 @@ def test_inference_viewer_in_jupyterlab(browser, lab) -> None:
         before, before_caption = _picture(box), caption.text_content()
         _save(page, "08_viewer_threshold_0.5.png")
         _move_slider(page, box, "threshold", "0.2")
-        after, after_caption = _picture(box), caption.text_content()
+        after = _picture_after(page, box, before)
+        after_caption = caption.text_content()
         _save(page, "08_viewer_threshold_0.2.png")
         assert after != before, "moving the threshold did not change the picture"
         share = [c.split("predicted foreground ")[1].split("%")[0] for c in (before_caption, after_caption)]

@@ -59,6 +59,21 @@ def test_notebooks_are_small_and_hold_only_checked_outputs(path: Path) -> None:
             assert cell["outputs"] == [], f"{path.name}: outputs left in an unchecked cell:\n{nbtools.cell_source(cell)[:200]}"
         for out in cell["outputs"]:
             assert "image/png" not in out.get("data", {}), f"{path.name}: a checked cell stores an image"
+        if nbtools.exercise_check_name(cell) is not None:
+            assert cell["outputs"] == [], f"{path.name}: a fresh notebook must not show a verdict under a stub"
+    assert "PASS" not in json.dumps([c["outputs"] for c in code_cells(nbtools.read_notebook(path))])
+
+
+def test_solve_writes_the_reference_verdicts_for_nbval() -> None:
+    nb = nbtools.read_notebook(ROOT / "notebooks" / "06_train_val_functions.ipynb")
+    solved = nbtools.solve(nb)
+    checks = [c for c in solved["cells"] if nbtools.exercise_check_name(c)]
+    assert len(checks) == 3
+    for cell in checks:
+        name = nbtools.exercise_check_name(cell)
+        assert "".join(cell["outputs"][0]["text"]) == get_exercise(name).pass_line() + "\n"
+        assert cell["execution_count"] is not None
+    assert all(c["outputs"] == [] for c in nbtools.strip_outputs(solved)["cells"] if nbtools.exercise_check_name(c))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -98,8 +113,7 @@ def test_grading_fails_exactly_at_unfinished_exercises(tmp_path: Path, _data_dir
     nb = nbtools.read_notebook(original)
     exercises = [name for _, name, _ in nbtools.exercise_cells(nb)]
     assert len(exercises) >= 2
-    copy = tmp_path / GRADED
-    copy.write_text(original.read_text())
+    copy = nbtools.write_notebook(nbtools.with_reference_verdicts(nb), tmp_path / GRADED)  # what `verdicts` writes
     proc = nbval(copy, _data_dir)
     assert proc.returncode != 0
     failed = re.findall(r"FAILED .*?::Cell (\d+)", proc.stdout)
@@ -166,3 +180,99 @@ def test_solve_replaces_only_exercise_cells() -> None:
     assert nbtools.cell_source(solved["cells"][0]).startswith(f"from {ex.reference.__module__} import {ex.reference.__name__} as {ex.name}")
     assert solved["cells"][1] == nb["cells"][1]
     assert json.dumps(nb).count("stub") == 1  # the input is not modified
+
+
+# ------------------------------------------------------------------ wrong answers, then every later cell
+
+
+def run_cells(nb: dict, folder: Path, data_dir: Path) -> list[dict]:
+    """Execute ``nb`` in a fresh kernel (smoke profile) and return its code cells with their outputs."""
+    import nbclient
+    import nbformat
+
+    env = dict(WORKSHOP_PROFILE="smoke", WORKSHOP_OFFLINE="1", WORKSHOP_DATA_DIR=str(data_dir), PYTHONHASHSEED="0",
+               MPLBACKEND="Agg", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits this environment
+    try:
+        node = nbformat.reads(json.dumps(nb), as_version=4)
+        nbclient.NotebookClient(node, timeout=600, kernel_name="python3", allow_errors=True,
+                                resources={"metadata": {"path": str(folder)}}).execute()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return [c for c in node["cells"] if c["cell_type"] == "code"]
+
+
+def _wrong_answer_notebooks() -> list[tuple[Path, dict[str, tuple[str, list[str]]]]]:
+    """Each notebook with exercises in the table, and for each exercise its first (strictest) wrong answer."""
+    from wrong_answers import WRONG_ANSWERS
+
+    firsts: dict[str, tuple[str, list[str]]] = {}
+    for name, _, source, words in WRONG_ANSWERS:
+        firsts.setdefault(name, (source, words))
+    out = []
+    for path in NOTEBOOKS:
+        names = [n for _, n, _ in nbtools.exercise_cells(nbtools.read_notebook(path)) if n in firsts]
+        if names:
+            out.append((path, {n: firsts[n] for n in names}))
+    return out
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize(("path", "answers"), _wrong_answer_notebooks(), ids=lambda v: v.stem if isinstance(v, Path) else "")
+def test_every_later_cell_runs_after_a_wrong_answer(path: Path, answers: dict, tmp_path: Path, _data_dir: Path) -> None:
+    """The wrong answers that once passed now fail their check, and the rest of the notebook still runs."""
+    nb = nbtools.read_notebook(path)
+    for _, name, cell in nbtools.exercise_cells(nb):
+        if name in answers:
+            nbtools.set_cell_source(cell, answers[name][0])
+        else:
+            ex = get_exercise(name)
+            nbtools.set_cell_source(cell, f"from {ex.reference.__module__} import {ex.reference.__name__} as {name}")
+    cells = run_cells(nb, tmp_path, _data_dir)
+    errors = [(nbtools.cell_source(c)[:120], o.get("ename"), o.get("evalue")) for c in cells
+              for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, errors
+    for cell in cells:
+        name = nbtools.exercise_check_name(cell)
+        if name in answers:
+            text = "".join(o.get("text", "") for o in cell["outputs"] if o.get("output_type") == "stream")
+            assert text.startswith(f"FAIL {name}"), text
+            for word in answers[name][1]:
+                assert word in text, text
+
+
+def test_the_readme_schedule_has_each_notebooks_time_and_the_total() -> None:
+    readme = (ROOT / "README.md").read_text()
+    total = 0
+    for path in NOTEBOOKS:
+        header = nbtools.cell_source(nbtools.read_notebook(path)["cells"][0])
+        minutes = int(re.search(r"\*\*Time:\*\* about (\d+) minutes", header).group(1))
+        total += minutes
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {path.stem[:2]} | [{path.stem}]"))
+        assert row.rstrip().endswith(f"| {minutes} min |"), row
+    assert f"**about {total // 60} h {total % 60:02d} min**" in readme
+
+
+def test_the_licence_pyproject_declares_is_there() -> None:
+    assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+
+
+def test_strip_clears_exercise_verdicts_but_keeps_other_checked_outputs() -> None:
+    verdict = {"output_type": "stream", "name": "stdout", "text": ["PASS dice_loss: all 5 checks pass.\n"]}
+    shape = {"output_type": "stream", "name": "stdout", "text": ["(3, 64, 64)\n"]}
+    nb = {"cells": [
+        {"cell_type": "code", "metadata": {"tags": [nbtools.CHECK_TAG]}, "source": "dice_loss = tasks.dice_loss.check(dice_loss)",
+         "outputs": [verdict], "execution_count": 4},
+        {"cell_type": "code", "metadata": {"tags": [nbtools.CHECK_TAG]}, "source": "print(x.shape)",
+         "outputs": [shape], "execution_count": 5},
+    ]}
+    stripped = nbtools.strip_outputs(nb)
+    assert stripped["cells"][0]["outputs"] == [] and stripped["cells"][0]["execution_count"] is None
+    assert stripped["cells"][1]["outputs"] == [shape] and stripped["cells"][1]["execution_count"] == 2
+    assert nbtools.exercise_check_name(nb["cells"][0]) == "dice_loss" and nbtools.exercise_check_name(nb["cells"][1]) is None

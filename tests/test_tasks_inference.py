@@ -125,3 +125,66 @@ def test_hint_out_of_range(n: int) -> None:
 def test_probe_image_is_uint8_rgb() -> None:
     image = probe_image()
     assert image.dtype == np.uint8 and image.shape == (40, 60, 3)
+
+
+# ---------------------------------------------------------------- answers that used to pass (issue 10)
+
+
+def returns_a_tensor(model, image, image_size, threshold=0.5):
+    model.eval()
+    with torch.no_grad():
+        logits = F.interpolate(_logits(model, image, image_size), size=image.shape[:2], mode="bilinear")
+    return (torch.sigmoid(logits[0, 0]) > threshold).long()
+
+
+def threshold_then_resize_nearest(model, image, image_size, threshold=0.5):
+    model.eval()
+    with torch.no_grad():
+        small = (torch.sigmoid(_logits(model, image, image_size)) > threshold).float()
+    return F.interpolate(small, size=image.shape[:2], mode="nearest")[0, 0].long().numpy()
+
+
+def threshold_then_resize_bilinear(model, image, image_size, threshold=0.5):
+    model.eval()
+    with torch.no_grad():
+        small = (torch.sigmoid(_logits(model, image, image_size)) > threshold).float()
+    return (F.interpolate(small, size=image.shape[:2], mode="bilinear")[0, 0] > 0.5).long().numpy()
+
+
+def own_preprocessing(model, image, image_size, threshold=0.5):
+    import cv2
+
+    x = torch.from_numpy(cv2.resize(image, (image_size, image_size))).permute(2, 0, 1).float().div(255).unsqueeze(0)
+    model.eval()
+    with torch.no_grad():
+        logits = F.interpolate(model(x), size=image.shape[:2], mode="bilinear")
+    return (torch.sigmoid(logits[0, 0]) > threshold).long().numpy()
+
+
+def resize_probabilities_align_corners(model, image, image_size, threshold=0.5):
+    """Not the lesson's order of steps, but a sound one: it must pass."""
+    model.eval()
+    with torch.no_grad():
+        probs = torch.sigmoid(_logits(model, image, image_size))
+    probs = F.interpolate(probs, size=image.shape[:2], mode="bilinear", align_corners=True)
+    return (probs[0, 0] > threshold).long().numpy()
+
+
+FALSE_PASSES = [
+    (returns_a_tensor, ["shape and dtype", "a NumPy array", "torch tensor", ".numpy()"]),
+    (threshold_then_resize_nearest, ["resize the logits, then threshold", "resize the LOGITS"]),
+    (threshold_then_resize_bilinear, ["resize the logits, then threshold", "resize the LOGITS"]),
+    (own_preprocessing, ["input prepared like validation", "0..1", "ImageNet", "get_inference_transform"]),
+]
+
+
+@pytest.mark.parametrize(("wrong", "words"), FALSE_PASSES, ids=[w.__name__ for w, _ in FALSE_PASSES])
+def test_answers_that_used_to_pass_now_fail(wrong, words) -> None:
+    verdict = EX.run_checks(wrong)
+    assert not verdict.passed
+    for word in words:
+        assert word in verdict.message, verdict.message
+
+
+def test_a_sound_variant_passes() -> None:
+    assert EX.run_checks(resize_probabilities_align_corners).passed

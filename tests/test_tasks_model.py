@@ -70,7 +70,7 @@ WRONG = [
     (returns_the_layer, ["returns the model", "Conv2d(256, 3", "return model"]),
     (three_by_three, ["new last layer", "kernel_size=1", "(3, 3)"]),
     (reinitialises_everything, ["other weights untouched", "these changed", "backbone.conv.weight"]),
-    (appends_a_layer, ["ASPP head kept", "whole head was replaced"]),
+    (appends_a_layer, ["ASPP head kept", "a layer was added", "instead of appending"]),
 ]
 
 

@@ -120,3 +120,28 @@ def test_explorer_rejects_a_mask_of_another_size() -> None:
 def test_figure_png_is_a_png() -> None:
     png = figure_png([np.zeros((8, 8, 3), np.uint8), np.ones((8, 8))], ["a", "b"], caption="c")
     assert png[:4] == PNG_MAGIC
+
+
+def test_pictures_are_drawn_at_twice_their_display_size_and_shown_at_it() -> None:
+    from workshop.widgets import PIXEL_RATIO, png_size
+
+    png = figure_png([np.zeros((8, 8, 3), np.uint8)] * 3, ["a", "b", "c"], size=2.8)
+    width, height = png_size(png)
+    assert (width, height) == (round(3 * 2.8 * 80 * PIXEL_RATIO), round(3.05 * 80 * PIXEL_RATIO))
+    image, mask = l_shape()
+    box = augmentation_explorer(image, mask)
+    view = box.explorer.view
+    assert view.layout.width == f"{png_size(view.value)[0] // PIXEL_RATIO}px"  # not stretched to the cell
+    assert view.layout.max_width == "100%"
+
+
+@pytest.mark.parametrize(("ids", "shown"), [([0, 1], False), ([0, 1, 255], True)])
+def test_the_ignore_caption_only_when_255_is_there(ids: list[int], shown: bool, monkeypatch) -> None:
+    import workshop.widgets as w
+
+    captions: list[str] = []
+    monkeypatch.setattr(w, "figure_png", lambda panels, titles, caption="", size=2.8: captions.append(caption) or b"")
+    image = np.zeros((4, 4, 3), np.uint8)
+    mask = np.array(ids * 16)[:16].reshape(4, 4)
+    w.augmentation_explorer_figure(image, mask, image, mask, "HorizontalFlip")
+    assert ("(255 = ignore)" in captions[0]) is shown, captions[0]

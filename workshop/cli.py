@@ -96,7 +96,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     cfg = _config_from_args(args)
     print(f"workshop quickstart: profile {cfg.profile!r}, {cfg.train.epochs} epochs of "
           f"{cfg.model.arch}/{cfg.model.encoder} on the embedded data set")
-    result = train_from_config(cfg, run_dir=args.run_dir)
+    result = train_from_config(cfg, run_dir=args.run_dir, name="quickstart")
     print(summarize(result))
     return 0
 

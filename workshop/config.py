@@ -42,6 +42,40 @@ MONITORS = ("iou", "dice", "loss")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DECODERS = ("light", "standard")  # model.decoder; see workshop.models.LIGHT_DECODER_CHANNELS
 
+# Allowed ranges of numeric fields, by "section.key": (low, high, low included, high included);
+# None for no bound. A value outside is refused with the range (epochs=-1 would "finish" with nan).
+RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "data.num_images": (2, None, True, True),
+    "data.image_size": (8, 4096, True, True),
+    "data.val_fraction": (0, 1, False, False),
+    "data.batch_size": (1, None, True, True),
+    "data.num_workers": (0, 64, True, True),
+    "data.ignore_index": (0, 255, True, True),
+    "data.seed": (0, None, True, True),
+    **{f"augment.{name}": (0, 1, True, True)
+       for name in ("hflip", "vflip", "rotate90", "shift_scale_rotate", "color_jitter", "noise")},
+    "train.epochs": (1, None, True, True),
+    "train.lr": (0, 10, False, True),
+    "train.weight_decay": (0, 1, True, True),
+    "train.threshold": (0, 1, False, False),
+    "train.seed": (0, None, True, True),
+    "train.max_minutes": (0, None, False, True),
+}
+
+
+def _check_range(key: str, value: float) -> None:
+    """Refuse a number outside ``RANGES[key]``, naming the range."""
+    if key not in RANGES:
+        return
+    low, high, low_in, high_in = RANGES[key]
+    too_low = low is not None and (value < low if low_in else value <= low)
+    too_high = high is not None and (value > high if high_in else value >= high)
+    if too_low or too_high:
+        left = "" if low is None else f"{'>=' if low_in else '>'} {low:g}"
+        right = "" if high is None else f"{'<=' if high_in else '<'} {high:g}"
+        raise ConfigError(f"{key}={value!r} is out of range; expected a value {' and '.join(p for p in (left, right) if p)}")
+
+
 # Allowed values for string fields, by "section.key".
 CHOICES: dict[str, tuple[str, ...]] = {
     "profile": PROFILES,
@@ -296,8 +330,10 @@ def _check_value(key: str, value: Any, hint: Any) -> Any:
         if isinstance(value, bool):
             return value
     elif int in allowed and isinstance(value, int) and not isinstance(value, bool):
+        _check_range(key, value)
         return value
     elif float in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+        _check_range(key, float(value))
         return float(value)
     elif str in allowed and isinstance(value, str):
         choices = CHOICES.get(key)

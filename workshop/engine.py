@@ -497,7 +497,7 @@ def fit(
             print(
                 f"Interrupted during epoch {epoch}. Saved {ckpt_dir / 'interrupted.pt'}; "
                 f"{'resume from ' + str(last) if last.exists() else 'no epoch had finished yet'}"
-                f" with --resume {run_path}"
+                f" with fit(..., resume=\"{run_path}\") (command line: workshop train --resume {run_path})"
             )
     return result
 

@@ -8,9 +8,14 @@ Every notebook opens with the same two set-up cells:
 
 Instructor tools (also on the command line: ``python -m workshop.notebook --help``):
     * ``sync``: rewrite the Colab cell of every notebook from ``COLAB_SETUP_SOURCE``;
-    * ``solve``: write a copy of a notebook whose exercise cells import the reference answers;
+    * ``solve``: write a copy of a notebook whose exercise cells import the reference answers and
+      whose check cells hold the reference's verdict (what nbval compares: the instructor's copy);
     * ``strip``: clear outputs except those nbval compares (cells tagged ``nbval-check-output``);
     * ``record``: run the solved copy and store the compared outputs in the notebook.
+
+The shipped notebooks store no output under an exercise's check cell: a fresh notebook must not
+say "PASS" before the learner has written anything. The verdicts nbval needs are written into the
+solved copy by ``solve`` (they are known without running anything: ``Exercise.pass_line``).
 
 Taught in: notebooks/00_setup.ipynb
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -113,14 +119,44 @@ def exercise_cells(nb: dict[str, Any]) -> list[tuple[int, str, dict[str, Any]]]:
     return out
 
 
-def solve(nb: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``nb`` whose exercise cells import the reference answers instead of the stubs.
+def exercise_check_name(cell: dict[str, Any]) -> str | None:
+    """The exercise a check cell checks (``x = tasks.x.check(x)``), else None."""
+    if cell.get("cell_type") != "code" or CHECK_TAG not in tags(cell):
+        return None
+    found = re.search(r"\btasks\.(\w+)\.check\(", cell_source(cell))
+    return found.group(1) if found else None
 
-    This is what CI runs: the reference answer is the library's real implementation.
+
+def with_reference_verdicts(nb: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``nb`` whose exercise check cells hold the verdict the reference answer gets.
+
+    nbval compares these with what the check cells print: the reference passes; a stub, or a
+    learner's answer that fails, does not.
     """
     from workshop.tasks import get_exercise
 
-    solved = copy.deepcopy(nb)
+    out = copy.deepcopy(nb)
+    position = 0
+    for cell in out["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        position += 1
+        name = exercise_check_name(cell)
+        if name is not None:
+            cell["execution_count"] = position
+            cell["outputs"] = [{"name": "stdout", "output_type": "stream", "text": [get_exercise(name).pass_line() + "\n"]}]
+    return out
+
+
+def solve(nb: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``nb`` whose exercise cells import the reference answers instead of the stubs.
+
+    This is what CI runs: the reference answer is the library's real implementation, and the
+    check cells hold the reference's verdict for nbval to compare (:func:`with_reference_verdicts`).
+    """
+    from workshop.tasks import get_exercise
+
+    solved = with_reference_verdicts(nb)
     for _, name, cell in exercise_cells(solved):
         ex = get_exercise(name)
         set_cell_source(cell, f"from {ex.reference.__module__} import {ex.reference.__name__} as {ex.name}  # reference answer")
@@ -129,6 +165,9 @@ def solve(nb: dict[str, Any]) -> dict[str, Any]:
 
 def strip_outputs(nb: dict[str, Any]) -> dict[str, Any]:
     """Clear outputs and execution counts, except in cells nbval compares (tag ``nbval-check-output``).
+
+    Exercise check cells are cleared too: their verdict belongs to the learner's answer, and the
+    reference's verdict lives only in the solved copy (:func:`solve`).
 
     A compared cell keeps its outputs and gets a fixed execution count (its position among the code
     cells): nbval refuses a cell that has outputs but no execution count ("Unrun reference cell").
@@ -139,7 +178,7 @@ def strip_outputs(nb: dict[str, Any]) -> dict[str, Any]:
         if cell["cell_type"] != "code":
             continue
         position += 1
-        if CHECK_TAG not in tags(cell):
+        if CHECK_TAG not in tags(cell) or exercise_check_name(cell) is not None:
             cell["execution_count"] = None
             cell["outputs"] = []
         else:
@@ -164,8 +203,9 @@ def record(path: str | Path, timeout: int = 600) -> Path:
     """Run the solved copy of a notebook and store its checked outputs in the notebook itself.
 
     The notebook keeps its stubs; the outputs of cells tagged ``nbval-check-output`` come from
-    the run with the reference answers (so nbval can grade a learner's copy against them); all
-    other outputs are cleared. Runs under whatever ``WORKSHOP_PROFILE`` is set (CI uses ``smoke``).
+    the run with the reference answers, except the exercise check cells, which stay empty (their
+    verdicts are written by ``solve`` / ``with_reference_verdicts``); all other outputs are
+    cleared. Runs under whatever ``WORKSHOP_PROFILE`` is set (CI uses ``smoke``).
     """
     import nbclient
     import nbformat
@@ -176,7 +216,7 @@ def record(path: str | Path, timeout: int = 600) -> Path:
     client = nbclient.NotebookClient(solved, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     for cell, ran in zip(nb["cells"], solved["cells"]):
-        if cell["cell_type"] == "code" and CHECK_TAG in tags(cell):
+        if cell["cell_type"] == "code" and CHECK_TAG in tags(cell) and exercise_check_name(cell) is None:
             cell["outputs"] = [dict(o) for o in ran.get("outputs", [])]
     return write_notebook(strip_outputs(nb), path)
 
@@ -194,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("solve", help="write copies with the reference answers filled in")
     s.add_argument("notebooks", nargs="+")
     s.add_argument("--out", required=True, help="folder for the solved copies")
+    v = sub.add_parser("verdicts", help="write copies whose check cells hold the reference's verdicts (for nbval)")
+    v.add_argument("notebooks", nargs="+")
+    v.add_argument("--out", required=True, help="folder for the copies")
     args = parser.parse_args(argv)
     for path in map(Path, args.notebooks):
         nb = read_notebook(path)
@@ -205,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             record(path)
         else:
             Path(args.out).mkdir(parents=True, exist_ok=True)
-            write_notebook(solve(nb), Path(args.out) / path.name)
+            make = solve if args.command == "solve" else with_reference_verdicts
+            write_notebook(make(nb), Path(args.out) / path.name)
         print(f"{args.command}: {path}")
     return 0
 

@@ -68,6 +68,7 @@ def train_from_config(
     resume: str | os.PathLike | None = None,
     on_epoch_end: Callable[[list[dict[str, Any]]], None] | None = None,
     log: Callable[[str], None] = print,
+    name: str = "train",
 ) -> FitResult:
     """Train the model that ``cfg`` describes and fill a run folder.
 
@@ -77,6 +78,7 @@ def train_from_config(
         resume: a run folder to continue (its config is used; ``run_dir`` is that folder).
         on_epoch_end: callback with the history after each epoch.
         log: where progress lines go (``print``; pass ``lambda s: None`` for silence).
+        name: the default run folder is ``<cfg.run_dir>/<name>-TIMESTAMP`` (``quickstart`` names its own).
 
     Returns:
         The ``FitResult`` (history, best epoch, run folder).
@@ -88,7 +90,7 @@ def train_from_config(
         run_path = Path(resume)
         cfg = load_config(run_path / "config.yaml", overrides=_budget_overrides(cfg))
     else:
-        run_path = Path(run_dir) if run_dir else new_run_dir(cfg.run_dir, "quickstart" if cfg.data.source == "embedded" else "train")
+        run_path = Path(run_dir) if run_dir else new_run_dir(cfg.run_dir, name)
     device = get_device(cfg.train.device)
     seed_everything(cfg.train.seed)
     t0 = time.monotonic()
@@ -219,7 +221,7 @@ def quickstart(profile: str | None = None, run_dir: str | os.PathLike | None = N
     """
     cfg = load_config(profile=profile, overrides=overrides)
     log(f"workshop quickstart: profile {cfg.profile!r}, {cfg.train.epochs} epochs")
-    return train_from_config(cfg, run_dir=run_dir, log=log)
+    return train_from_config(cfg, run_dir=run_dir, log=log, name="quickstart")
 
 
 def summarize(result: FitResult) -> str:

@@ -38,10 +38,36 @@ def enable_colab_widgets() -> None:
         pass
 
 
+# A widget's picture is drawn at DISPLAY_DPI x PIXEL_RATIO and shown at its DISPLAY_DPI size (``show_png``
+# fixes the image widget's width): sharp on high-density screens, never stretched by the page.
+DISPLAY_DPI = 80
+PIXEL_RATIO = 2
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """(width, height) in pixels, read from a PNG's header."""
+    if png[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG")
+    return int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+
+
+def show_png(view: Any, png: bytes) -> None:
+    """Put ``png`` into an ``ipywidgets.Image`` at its intended size (its pixels / PIXEL_RATIO).
+
+    Without a fixed width the page stretches the picture to the cell's width, which blurs it.
+    """
+    width, _ = png_size(png)
+    view.value = png
+    view.layout.width = f"{width // PIXEL_RATIO}px"
+    view.layout.max_width = "100%"  # a narrow window shrinks it (sharp), never stretches it
+    view.layout.height = "auto"
+
+
 def figure_png(panels: Sequence[np.ndarray], titles: Sequence[str], caption: str = "", size: float = 2.8) -> bytes:
     """Draw images side by side, with a title over each, and return the PNG bytes.
 
-    Uses a bare ``matplotlib.figure.Figure`` (no pyplot): nothing is shown or kept open.
+    Uses a bare ``matplotlib.figure.Figure`` (no pyplot): nothing is shown or kept open. The PNG
+    has ``PIXEL_RATIO`` pixels per display pixel; show it with ``show_png``.
 
     Args:
         panels: (H, W, 3) uint8 images (or (H, W) arrays, drawn in grey).
@@ -51,7 +77,7 @@ def figure_png(panels: Sequence[np.ndarray], titles: Sequence[str], caption: str
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(size * len(panels), size + (0.35 if caption else 0.1)), dpi=80)
+    fig = Figure(figsize=(size * len(panels), size + (0.45 if caption else 0.25)), dpi=DISPLAY_DPI * PIXEL_RATIO)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, panel, title in zip(axes, panels, titles):
         ax.imshow(panel, cmap="gray" if np.asarray(panel).ndim == 2 else None, interpolation="nearest")
@@ -196,7 +222,8 @@ def augmentation_explorer_figure(image: np.ndarray, mask: np.ndarray, new_image:
     from workshop.viz import overlay
 
     ids = sorted(int(v) for v in np.unique(new_mask))
-    caption = f"{name}: image {new_image.shape[1]}x{new_image.shape[0]}, mask ids {ids} (255 = ignore)"
+    ignore = " (255 = ignore)" if 255 in ids else ""
+    caption = f"{name}: image {new_image.shape[1]}x{new_image.shape[0]}, mask ids {ids}{ignore}"
     binary = set(ids) <= {0, 1, 255}
     color = (0, 230, 255) if binary else None  # cyan stands out on red roofs; multiclass: a colour per class
     return figure_png(
@@ -256,7 +283,7 @@ def augmentation_explorer(image: np.ndarray, mask: np.ndarray, transform: str = 
         try:
             values = {k: s.value for k, s in state.sliders.items()}
             new_image, new_mask = augmentation_explorer_apply(image, mask, name, state.seed.value, **values)
-            state.view.value = augmentation_explorer_figure(image, mask, new_image, new_mask, name)
+            show_png(state.view, augmentation_explorer_figure(image, mask, new_image, new_mask, name))
             state.shown = {"image": new_image, "mask": new_mask}
             state.error = None
             moves = "moves image AND mask" if entries[name].geometric else "changes the image only; the mask stays"
@@ -417,7 +444,7 @@ def inference_viewer(
                 panels.append(overlay(image, mask, alpha, color))
                 titles.append("ground truth")
             caption = _inference_caption(prediction, mask, i, len(images), state.threshold.value if binary else None)
-            state.view.value = figure_png(panels, titles)
+            show_png(state.view, figure_png(panels, titles))
             state.caption.value = f"<i>{caption}</i>"
             state.shown = {"index": i, "prediction": prediction}
             state.error = None

@@ -7,14 +7,18 @@ In a notebook an exercise takes three cells::
         raise NotImplementedError("your code here")
 
     # 2. check it and carry on with a working implementation
-    dice_loss = ex.dice_loss.check(dice_loss)
+    dice_loss = tasks.dice_loss.check(dice_loss)
 
-    # 3. (any time) ex.dice_loss.hint(1), ex.dice_loss.hint(2), ex.dice_loss.solution()
+    # 3. (any time) tasks.dice_loss.hint(1), tasks.dice_loss.hint(2), tasks.dice_loss.solution()
 
 ``check`` prints one short verdict: what was expected, what was found, which hint to read. It
 returns the learner's function when every check passes, otherwise the reference, and says so
-out loud, so a stuck learner can still finish the notebook. The verdict lines are deterministic,
-so nbval can compare them with the outputs stored in the notebook and tell which exercises pass.
+out loud, so a stuck learner can still finish the notebook. The check cell rebinds the learner's
+name to a plain function, so every call a verdict prints goes through ``tasks``
+(``tasks.dice_loss.hint(2)``): pasted as printed, it works. The verdict lines are deterministic:
+the shipped notebooks store none of them (a fresh notebook must not look solved), and
+``workshop.notebook.solve`` writes the reference's verdict into the instructor's solved copy,
+which nbval then compares.
 
 Taught in: every notebook with exercises (02 to 10); the machinery itself is explained in
 notebooks/02_augmentation.ipynb.
@@ -91,14 +95,22 @@ class Exercise:
             try:
                 check.run(candidate)
             except CheckFailure as failure:
-                hint = f" Read {self.name}.hint({failure.hint})." if failure.hint else ""
+                hint = f" Read {self.call(f'hint({failure.hint})')}." if failure.hint else ""
                 return Verdict(self.name, False, check.name, f"{check.name}: expected {failure.expected}; found {failure.found}.{hint}")
             except NotImplementedError:
-                return Verdict(self.name, False, check.name, f"not implemented yet (the stub still raises NotImplementedError). Read {self.name}.hint(1).")
+                return Verdict(self.name, False, check.name, f"not implemented yet (the stub still raises NotImplementedError). Read {self.call('hint(1)')}.")
             except Exception as exc:  # the learner's code crashed: say where, briefly
                 where = _last_frame(exc)
                 return Verdict(self.name, False, check.name, f"{check.name}: your code raised {type(exc).__name__}: {exc}{where}")
         return Verdict(self.name, True, None, f"all {len(self.checks)} checks pass")
+
+    def call(self, method: str) -> str:
+        """The call a learner types to reach this exercise, e.g. ``tasks.dice_loss.hint(2)``."""
+        return f"tasks.{self.name}.{method}"
+
+    def pass_line(self) -> str:
+        """The verdict line ``check`` prints when every check passes."""
+        return f"{PASS_MARK} {self.name}: all {len(self.checks)} checks pass. Using your {self.name}."
 
     def check(self, candidate: Any) -> Any:
         """Check ``candidate``, print the verdict, and return what the notebook should use next.
@@ -109,10 +121,10 @@ class Exercise:
         verdict = self.run_checks(candidate)
         self.last = verdict
         if verdict.passed:
-            print(f"{PASS_MARK} {self.name}: {verdict.message}. Using your {self.name}.")
+            print(self.pass_line())
             return candidate
         print(f"{FAIL_MARK} {self.name}: {verdict.message}")
-        print(f"The notebook goes on with the reference {self.name} (see {self.name}.solution()).")
+        print(f"The notebook goes on with the reference {self.name} (see {self.call('solution()')}).")
         return self.reference
 
     def hint(self, n: int = 1) -> None:
@@ -121,11 +133,13 @@ class Exercise:
             raise ValueError(f"{self.name} has hints 1..{len(self.hints)}, not {n}")
         print(f"Hint {n}/{len(self.hints)} for {self.name}: {self.hints[n - 1]}")
 
-    def solution(self) -> str:
-        """Print (and return) the reference implementation's source."""
-        source = textwrap.dedent(inspect.getsource(self.reference))
-        print(source)
-        return source
+    def solution(self) -> None:
+        """Print the reference implementation's source (once: it returns nothing for Jupyter to echo)."""
+        print(self.solution_source())
+
+    def solution_source(self) -> str:
+        """The reference implementation's source, as a string."""
+        return textwrap.dedent(inspect.getsource(self.reference))
 
 
 def _last_frame(exc: BaseException) -> str:

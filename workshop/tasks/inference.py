@@ -55,9 +55,11 @@ class ProbeModel(nn.Module):
             self.conv.weight.copy_(torch.tensor([1.0, 0.0, 0.0]).reshape(1, 3, 1, 1))
             self.conv.bias.fill_(-0.2)
         self.calls: list[tuple[bool, bool]] = []  # (training, grad enabled)
+        self.inputs: list[Tensor] = []
 
     def forward(self, x: Tensor) -> Tensor:
         self.calls.append((self.training, torch.is_grad_enabled()))
+        self.inputs.append(x.detach().clone())
         return self.bn(self.conv(x))
 
 
@@ -92,7 +94,8 @@ def _predict(candidate, threshold: float | None = None) -> tuple[np.ndarray, Pro
                                "inside `with torch.no_grad():`", 2) from None
         raise
     if isinstance(out, Tensor):
-        out = out.detach().cpu().numpy()
+        raise CheckFailure("a NumPy array (the next cells save it with save_mask_png and draw it with NumPy)",
+                           f"a torch tensor of shape {tuple(out.shape)} -> end with .numpy() (after .long())", 3)
     if not isinstance(out, np.ndarray):
         raise CheckFailure("a NumPy array", type(out).__name__, 3)
     return out, model
@@ -114,6 +117,61 @@ def _check_shape(candidate) -> None:
            f"{found}{why}", hint=1)
     expect(mask.dtype == np.int64, "dtype int64 (class ids)", f"{mask.dtype} -> convert with .long() before .numpy()",
            hint=3)
+
+
+def _check_input(candidate) -> None:
+    _, model = _predict(candidate)
+    expect(bool(model.inputs), "the model to be called", "no call", hint=1)
+    x = model.inputs[0]
+    expect(x.dim() == 4 and tuple(x.shape[:2]) == (1, 3), "the model to get a batch of one image, (1, 3, H, W)",
+           f"an input of shape {tuple(x.shape)} -> .unsqueeze(0) adds the batch axis to the (3, H, W) image", hint=2)
+    expect(tuple(x.shape[2:]) == (MODEL_SIZE, MODEL_SIZE),
+           f"the image resized to the model's {MODEL_SIZE} x {MODEL_SIZE} (image_size) before the model",
+           f"an input of {tuple(x.shape[2:])} -> get_inference_transform(image_size) resizes it", hint=2)
+    red = x[0, 0]
+    mean, std = IMAGENET_MEAN[0], IMAGENET_STD[0]
+    low, high = (0 - mean) / std, (1 - mean) / std  # red 0 and red 255 after ImageNet normalisation
+    found_low, found_high = float(red.min()), float(red.max())
+    if abs(found_low - low) < 0.05 and abs(found_high - high) < 0.05:
+        return
+    if found_low >= -1e-6 and found_high <= 1 + 1e-6:
+        why = (" -> pixels in 0..1: /255 alone is not what the model was trained on; it also needs the ImageNet "
+               "mean and std: use get_inference_transform(image_size)(image=image)['image']")
+    elif found_high > 2.5:
+        why = " -> raw 0..255 pixels: the model was trained on normalised ones; use get_inference_transform(image_size)"
+    else:
+        why = " -> prepare the image exactly as for validation: get_inference_transform(image_size)"
+    raise CheckFailure(f"the red channel normalised like the training images (red 0 -> {low:.2f}, red 255 -> {high:.2f})",
+                       f"values from {found_low:.2f} to {found_high:.2f}{why}", 2)
+
+
+RAMP_BLOCKS = (0, 130, 255, 255)  # red of four 15-pixel-wide blocks: logits -2.32, -0.09, 2.05, 2.05
+RAMP_SIZE = 4  # the model sees the 8 x 60 image as 4 x 4: the edge of the mask falls inside a model pixel
+
+
+def ramp_image() -> np.ndarray:
+    """8 x 60 RGB image of four vertical blocks, red 0 / 130 / 255 / 255."""
+    image = np.zeros((8, 60, 3), dtype=np.uint8)
+    for i, red in enumerate(RAMP_BLOCKS):
+        image[:, i * 15:(i + 1) * 15, 0] = red
+    return image
+
+
+def _check_resize_then_threshold(candidate) -> None:
+    model = ProbeModel()
+    out = candidate(model, ramp_image(), RAMP_SIZE)
+    if isinstance(out, Tensor):
+        out = out.detach().cpu().numpy()
+    expected = predict_mask(ProbeModel(), ramp_image(), RAMP_SIZE)
+    found = np.asarray(out)
+    expect(found.shape == expected.shape, f"a mask of shape {expected.shape}", f"{found.shape}", hint=1)
+    edge = int(np.argmax(found[0] > 0)) if (found[0] > 0).any() else None
+    true_edge = int(np.argmax(expected[0] > 0))
+    expect(float((found == expected).mean()) >= 0.95,
+           f"the edge of the mask at column {true_edge}, where the resized logits cross the threshold "
+           "(seen 4 x 4 by the model, shown 8 x 60)",
+           f"the edge at column {edge} -> that is where a 0/1 mask made at the model's size lands when it is "
+           "resized: resize the LOGITS to the image's size first (bilinear), then threshold", hint=1)
 
 
 def _agreement(mask: np.ndarray, threshold: float) -> float:
@@ -161,9 +219,11 @@ PREDICT_MASK = Exercise(
     reference=predict_mask,
     checks=[
         Check("shape and dtype", _check_shape),
+        Check("input prepared like validation", _check_input),
         Check("foreground where p > 0.5", _check_values),
         Check("the threshold argument", _check_threshold),
         Check("eval mode, no gradients", _check_eval_no_grad),
+        Check("resize the logits, then threshold", _check_resize_then_threshold),
     ],
     hints=[
         "The model was trained on image_size x image_size crops, so resize going in (the transform) and "

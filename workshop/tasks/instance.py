@@ -141,6 +141,23 @@ def _diagnose(found: np.ndarray, expected: list[float]) -> str:
     return ""
 
 
+def _check_box_type(candidate) -> None:
+    mask = np.zeros((5, 6), dtype=bool)
+    mask[1:3, 2:5] = True
+    found = candidate(mask)
+    if isinstance(found, torch.Tensor):
+        why = "a torch tensor -> return a numpy array: np.array([...], dtype=np.float32)"
+    elif not isinstance(found, np.ndarray):
+        why = f"a {type(found).__name__} -> wrap the numbers: np.array([x0, y0, x1, y1], dtype=np.float32)"
+    elif found.dtype != np.float32:
+        why = (f"a numpy array of dtype {found.dtype} -> add dtype=np.float32 (the lesson's type: torchvision's "
+               "detection targets hold float32 boxes)")
+    else:
+        return
+    raise CheckFailure("a numpy float32 array [x0, y0, x1, y1] (the later cells stack the boxes into the "
+                       "model's float32 targets)", why, 1)
+
+
 def _check_known_box(candidate) -> None:
     mask = np.zeros((5, 6), dtype=bool)
     mask[1:3, 2:5] = True
@@ -185,6 +202,7 @@ MASK_TO_BOX = Exercise(
     stub=BOX_STUB,
     reference=mask_to_box,
     checks=[
+        Check("a numpy float32 array", _check_box_type),
         Check("a known box", _check_known_box),
         Check("a single pixel", _check_single_pixel),
         Check("a mask in two parts", _check_two_parts),

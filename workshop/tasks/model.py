@@ -88,10 +88,21 @@ def _check_head_kept(candidate) -> None:
     expect(
         isinstance(head, nn.Sequential) and len(head) == 5 and isinstance(head[0], ASPP),
         "model.classifier to still be the DeepLab head (5 layers, starting with ASPP)",
-        lambda: f"{_describe(head)} -> the whole head was replaced and ASPP is gone; "
-        "replace only its last layer, model.classifier[-1]",
+        lambda: _head_diagnosis(head),
         hint=1,
     )
+
+
+def _head_diagnosis(head: object) -> str:
+    """Why ``model.classifier`` is not the 5-layer DeepLab head any more."""
+    if isinstance(head, nn.Sequential) and len(head) > 5 and isinstance(head[0], ASPP):
+        return (f"{len(head)} layers -> a layer was added after the old last one, which still runs and still "
+                "outputs 21 channels: replace the last layer in place, model.classifier[-1] = nn.Conv2d(...), "
+                "instead of appending")
+    if isinstance(head, nn.Sequential) and 0 < len(head) < 5 and isinstance(head[0], ASPP):
+        return f"{len(head)} layers -> a layer was removed: replace only the last one, model.classifier[-1]"
+    return (f"{_describe(head)} -> the whole head was replaced and ASPP is gone; "
+            "replace only its last layer, model.classifier[-1]")
 
 
 def _check_last_layer(candidate) -> None:

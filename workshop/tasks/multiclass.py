@@ -37,7 +37,8 @@ MERGE_STUB = '''def merge_binary_masks(masks, class_ids, height, width):
 
 def _as_map(found: Any) -> np.ndarray:
     if isinstance(found, torch.Tensor):
-        found = found.numpy()
+        raise CheckFailure("a numpy array (the next cells compare it with NumPy masks and save it as a PNG)",
+                           f"a torch tensor -> build the map with np.zeros((height, width), dtype=np.int64)", 1)
     if not isinstance(found, np.ndarray):
         raise CheckFailure("a numpy array", f"{type(found).__name__}", 1)
     return found
@@ -103,6 +104,18 @@ def _check_overlap(candidate) -> None:
     expect(int(found[1, 0]) == 1 and int(found[0, 2]) == 3 and int(found[0, 0]) == 0,
            "road 1 at [1, 0], car 3 at [0, 2], background 0 at [0, 0]",
            f"{int(found[1, 0])}, {int(found[0, 2])}, {int(found[0, 0])}", hint=2)
+    # the same two masks drawn in the other order: now the road (id 1, the LOWER id) is later and wins
+    found = _as_map(candidate({"car": car, "road": road}, {"road": 1, "car": 3}, 3, 5))
+    value = int(found[1, 2])
+    if value == 3:
+        why = (" -> the higher id won, not the later mask (np.maximum or a max over the masks?): assign in "
+               "dict order, out[mask > 0] = class_ids[name], so a later mask overwrites whatever id is there")
+    elif value == 4:
+        why = " -> 1 + 3 = 4 is not a class id: assign instead of adding (out[m] = id)"
+    else:
+        why = ""
+    expect(value == 1, "the overlap pixel [1, 2] (car, then road) to be the road's id 1: the later mask wins, "
+           "even when its id is lower", f"{value}{why}", hint=2)
 
 
 def _check_ids(candidate) -> None:
@@ -159,7 +172,9 @@ _DICE = [0.75, 0.6, 2 / 3]
 
 def _as_values(found: Any) -> torch.Tensor:
     if isinstance(found, np.ndarray):
-        found = torch.from_numpy(found)
+        raise CheckFailure("a torch tensor (the notebook's next cells call .double() and torch.nanmean on it)",
+                           f"a numpy array -> compute with torch on the confusion tensor itself "
+                           "(confusion.double(), .diagonal(), .sum(dim=0)), no .numpy()", 1)
     if not isinstance(found, torch.Tensor):
         raise CheckFailure("a tensor", type(found).__name__, 1)
     return found

@@ -169,10 +169,36 @@ def _row(values: list[float]) -> Tensor:
     return torch.tensor(values).reshape(1, 1, 1, -1)
 
 
+def _iou(candidate, logits: Tensor, target: Tensor, **kwargs: Any) -> float:
+    """Call the learner's iou_score and insist on a Python float, as the notebook's later cells use it."""
+    value = candidate(logits, target, **kwargs)
+    if isinstance(value, Tensor):
+        raise CheckFailure("a Python float (the later cells format it, average it and store it in the history)",
+                           f"a tensor ({value!r}) -> turn the counts into numbers with .item() before dividing", 2)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CheckFailure("a Python float", type(value).__name__, 1)
+    if isinstance(value, int):
+        raise CheckFailure("a Python float (IoU is a fraction)", f"the int {value} -> divide with `/` (`//` rounds "
+                           "down to a whole number) and return 1.0, not 1, when both are empty", 2)
+    return float(value)
+
+
+def _floor_divides(candidate) -> bool:
+    """True when the answers look rounded down: 0 where the IoU is 1/2, 1 where it is 1."""
+    try:
+        half = candidate(_row([2.0, -1.0]), torch.tensor([[[1, 1]]]))
+        whole = candidate(_row([2.0, 2.0]), torch.tensor([[[1, 1]]]))
+        return float(half) == 0.0 and float(whole) == 1.0
+    except Exception:  # noqa: BLE001 - only a diagnosis; the check itself reports the failure
+        return False
+
+
 def _check_iou_value(candidate) -> None:
     # predicted 1 1 0 0, target 1 0 1 0: intersection 1, union 3
-    found = _number(candidate(_row([3.0, 3.0, -3.0, -3.0]), torch.tensor([[[1, 0, 1, 0]]])), "iou_score(...)", hint=1)
-    if _near(found, 0.5):
+    found = _iou(candidate, _row([3.0, 3.0, -3.0, -3.0]), torch.tensor([[[1, 0, 1, 0]]]))
+    if found == 0.0 and _floor_divides(candidate):
+        why = " -> 1 pixel shared out of 3 was rounded down to 0 by integer division (`//`): divide with `/`"
+    elif _near(found, 0.5):
         why = " -> that is the Dice score 2|P and T| / (|P| + |T|); IoU divides the intersection by the union"
     else:
         why = " -> threshold the probabilities first, then count pixels: IoU = intersection / union"
@@ -184,12 +210,12 @@ def _check_iou_threshold(candidate) -> None:
     # sigmoid(0.3) = 0.574, sigmoid(2) = 0.881, sigmoid(-2) = 0.119
     logits = _row([0.3, 0.3, -2.0, 2.0])
     target = torch.tensor([[[1, 1, 0, 1]]])
-    found = _number(candidate(logits, target, threshold=0.5), "iou_score(...)", hint=1)
+    found = _iou(candidate, logits, target, threshold=0.5)
     expect(_near(found, 1.0), "IoU 1.0000 for logits [0.3, 0.3, -2, 2] (probabilities 0.57, 0.57, 0.12, 0.88) "
            "against target [1, 1, 0, 1] at threshold 0.5",
            f"{found:.4f} -> the threshold is a probability: compare torch.sigmoid(logits) > threshold, "
            "not logits > threshold", hint=2)
-    found = _number(candidate(logits, target, threshold=0.7), "iou_score(...)", hint=1)
+    found = _iou(candidate, logits, target, threshold=0.7)
     expect(_near(found, 1 / 3), "IoU 0.3333 for the same example at threshold 0.7 (only 0.88 is above it)",
            f"{found:.4f} -> use the `threshold` argument", hint=2)
 
@@ -198,7 +224,7 @@ def _check_iou_empty(candidate) -> None:
     logits = torch.full((1, 1, 2, 2), -5.0)
     target = torch.zeros(1, 2, 2, dtype=torch.long)
     try:
-        found = _number(candidate(logits, target), "iou_score(...)", hint=1)
+        found = _iou(candidate, logits, target)
     except ZeroDivisionError:
         raise CheckFailure("1.0 when the prediction and the target are both empty", "ZeroDivisionError -> "
                            "the union is 0 here: return 1.0 in that case (nothing to find, nothing found)", 3) from None
@@ -210,11 +236,25 @@ def _check_iou_batch(candidate) -> None:
     # image 1: P = {0}, T = {0} (IoU 1); image 2: P = {0, 1}, T = {2} (IoU 0); batch: 1 / 4
     logits = torch.tensor([[[[4.0, -4.0, -4.0]]], [[[4.0, 4.0, -4.0]]]])
     target = torch.tensor([[[1, 0, 0]], [[0, 0, 1]]])
-    found = _number(candidate(logits, target), "iou_score(...)", hint=1)
+    found = _iou(candidate, logits, target)
     why = (" -> that is the mean of per-image IoUs; count intersection and union over the whole batch, then divide once"
            if _near(found, 0.5) else "")
     expect(_near(found, 0.25), "IoU 0.2500 for a batch of 2 images (intersection 1, union 4 over the batch)",
            f"{found:.4f}{why}", hint=2)
+
+
+def _check_iou_channel(candidate) -> None:
+    # image 1: P = T = {0} (IoU 1); image 2: P and T empty. Batch: intersection 1, union 1 -> 1.0.
+    # Without target.unsqueeze(1), (N, 1, H, W) against (N, H, W) broadcasts to (N, N, H, W): every
+    # prediction is compared with every target -> intersection 1, union 3 -> 1/3.
+    logits = torch.tensor([[[[4.0, -4.0]]], [[[-4.0, -4.0]]]])
+    target = torch.tensor([[[1, 0]], [[0, 0]]])
+    found = _iou(candidate, logits, target)
+    why = (" -> the prediction (N, 1, H, W) against the target (N, H, W) broadcasts to (N, N, H, W) and compares "
+           "every image with every other image's target: compare with target.unsqueeze(1)"
+           if _near(found, 1 / 3) else "")
+    expect(_near(found, 1.0), "IoU 1.0000 for a batch of 2 images each predicted exactly (logits (2, 1, 1, 2), "
+           "target (2, 1, 2))", f"{found:.4f}{why}", hint=2)
 
 
 IOU_SCORE = Exercise(
@@ -227,6 +267,7 @@ IOU_SCORE = Exercise(
         Check("threshold on probabilities", _check_iou_threshold),
         Check("both empty", _check_iou_empty),
         Check("counts over the batch", _check_iou_batch),
+        Check("target (N, H, W) against logits (N, 1, H, W)", _check_iou_channel),
     ],
     hints=[
         "Make two boolean masks of the same shape: pred = probabilities above the threshold, truth = target == 1. "
@@ -282,22 +323,69 @@ def _mean_logit(logits: Tensor, masks: Tensor) -> Tensor:
     return logits.mean()
 
 
-def _one_epoch(candidate) -> tuple[Any, nn.Module, _ModeRecorder]:
+class _RecordingSGD(torch.optim.SGD):
+    """SGD that writes "zero_grad" and "step" into ``events`` when called."""
+
+    def __init__(self, params: Any, events: list[str], lr: float) -> None:
+        super().__init__(params, lr=lr)
+        self.events = events
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.events.append("zero_grad")
+        super().zero_grad(set_to_none=set_to_none)
+
+    def step(self, closure: Any = None) -> Any:
+        self.events.append("step")
+        return super().step(closure)
+
+
+def _one_epoch(candidate) -> tuple[Any, nn.Module, _ModeRecorder, list[str]]:
     """Train logit = w . pixel (w = [1, 1, 1], SGD lr 0.1) on 2 batches, starting in eval mode.
 
     Batch 1 (pixels [1, 2, 3]): loss 6, gradient [1, 2, 3] -> w = [0.9, 0.8, 0.7].
     Batch 2 (pixels [2, 0, -1]): loss 1.8 - 0.7 = 1.1, gradient [2, 0, -1] -> w = [0.7, 0.8, 0.8].
     Mean loss (6 + 1.1) / 2 = 3.55.
+
+    Returns the result, the model, its mode recorder and the order of the calls that matter
+    ("zero_grad", "backward", "step"), as recorded by the optimiser, the model and the loss.
     """
+    events: list[str] = []
     conv = nn.Conv2d(3, 1, kernel_size=1, bias=False)
     with torch.no_grad():
         conv.weight.fill_(1.0)
     recorder = _ModeRecorder()
     model = nn.Sequential(conv, recorder).eval()
+    model.zero_grad = lambda set_to_none=True: (events.append("zero_grad"), nn.Module.zero_grad(model, set_to_none))[-1]
+
+    def loss_fn(logits: Tensor, masks: Tensor) -> Tensor:
+        loss = _mean_logit(logits, masks)
+        if loss.requires_grad:
+            loss.register_hook(lambda grad: events.append("backward"))
+        return loss
+
     loader = DataLoader(_ConstantImages(), batch_size=2, shuffle=False)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    result = candidate(model, loader, _mean_logit, optimizer, "cpu")
-    return result, model, recorder
+    optimizer = _RecordingSGD(model.parameters(), events, lr=0.1)
+    result = candidate(model, loader, loss_fn, optimizer, "cpu")
+    return result, model, recorder, events
+
+
+def _order_problem(events: list[str]) -> str:
+    """What is wrong with the order of zero_grad / backward / step, or "" when it is right."""
+    if "backward" not in events:
+        return " -> no gradient was computed: call loss.backward() for every batch"
+    if "step" not in events:
+        return " -> the weights were never updated: call optimizer.step() after loss.backward()"
+    for i, event in enumerate(events):
+        if event == "step":
+            before = [e for e in events[:i] if e in ("zero_grad", "backward")]
+            if before and before[-1] == "zero_grad":
+                return (" -> optimizer.zero_grad() ran between loss.backward() and optimizer.step(), so every step "
+                        "found the gradients already cleared: clear them BEFORE loss.backward() (zero_grad, "
+                        "backward, step)")
+    if events.count("zero_grad") == 0:
+        return (" -> batch 1's gradient was added to batch 2's: call optimizer.zero_grad() before loss.backward() "
+                "(PyTorch adds new gradients to .grad)")
+    return ""
 
 
 def _weights(model: nn.Module) -> list[float]:
@@ -305,7 +393,7 @@ def _weights(model: nn.Module) -> list[float]:
 
 
 def _check_epoch_mean(candidate) -> None:
-    result, _, _ = _one_epoch(candidate)
+    result, _, _, events = _one_epoch(candidate)
     if isinstance(result, Tensor):
         raise CheckFailure("a Python float", f"a tensor ({result!r}) -> add up loss.item() (a float); summing the loss "
                            "tensors keeps every batch's graph in memory", 2)
@@ -315,31 +403,83 @@ def _check_epoch_mean(candidate) -> None:
     elif _near(found, 1.1) or _near(found, 6.0):
         why = " -> that is one batch's loss; average over all batches"
     elif _near(found, 3.5):
-        why = " -> batch 2 was scored with the starting weights: call optimizer.step() after loss.backward()"
+        why = " -> batch 2 was scored with the starting weights" + (
+            _order_problem(events).replace(" -> ", ": ", 1) or ": call optimizer.step() after loss.backward()")
     else:
         why = ""
     expect(_near(found, 3.55), "a mean loss of 3.5500 for two batches with losses 6.0 and 1.1", f"{found:.4f}{why}", hint=2)
 
 
 def _check_epoch_weights(candidate) -> None:
-    _, model, _ = _one_epoch(candidate)
+    _, model, _, events = _one_epoch(candidate)
     found = _weights(model)
     if found == [1.0, 1.0, 1.0]:
-        why = " -> the weights did not move: call optimizer.step() after loss.backward()"
+        why = _order_problem(events) or " -> the weights did not move: call optimizer.step() after loss.backward()"
     elif found == [0.6, 0.6, 0.5]:
         why = (" -> batch 1's gradient was added to batch 2's: call optimizer.zero_grad() before loss.backward() "
                "(PyTorch adds new gradients to .grad)")
     else:
-        why = ""
+        why = _order_problem(events)
     expect(found == [0.7, 0.8, 0.8], "weights [0.7, 0.8, 0.8] after 2 SGD steps (lr 0.1) from [1, 1, 1] with "
            "gradients [1, 2, 3] then [2, 0, -1]", f"{found}{why}", hint=3)
 
 
 def _check_epoch_train_mode(candidate) -> None:
-    _, _, recorder = _one_epoch(candidate)
+    _, _, recorder, _ = _one_epoch(candidate)
     expect(bool(recorder.modes) and all(recorder.modes), "the model in training mode for every batch",
            lambda: f"training flags {recorder.modes} (the model was given in eval mode) -> call model.train() "
            "before the loop: dropout and batch-norm behave differently while training", hint=1)
+
+
+class _NotMoved(Tensor):
+    """A batch tensor that records ``.to(...)``; ``.to`` hands back a plain tensor, so a model can tell."""
+
+    moves: list[str] = []
+
+    def to(self, *args: Any, **kwargs: Any) -> Tensor:  # type: ignore[override]
+        _NotMoved.moves.append(str(args[0] if args else kwargs.get("device")))
+        return self.as_subclass(Tensor).to(*args, **kwargs)
+
+    def cuda(self, *args: Any, **kwargs: Any) -> Tensor:  # type: ignore[override]
+        _NotMoved.moves.append("cuda (ignoring `device`)")
+        return self.as_subclass(Tensor)
+
+
+class _DeviceProbe(nn.Module):
+    """logit = w . pixel; records whether each input reached it through ``.to(device)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 1, kernel_size=1, bias=False)
+        self.moved: list[bool] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.moved.append(not isinstance(x, _NotMoved))
+        return self.conv(x.as_subclass(Tensor))
+
+
+def _check_epoch_device(candidate) -> None:
+    """On a GPU the model's weights live on the GPU: a batch left on the CPU crashes the first forward pass."""
+    model = _DeviceProbe()
+    masks_moved: list[bool] = []
+
+    def loss_fn(logits: Tensor, masks: Tensor) -> Tensor:
+        masks_moved.append(not isinstance(masks, _NotMoved))
+        return logits.as_subclass(Tensor).mean()
+
+    batches = [{"image": torch.ones(2, 3, 2, 2).as_subclass(_NotMoved),
+                "mask": torch.zeros(2, 2, 2, dtype=torch.long).as_subclass(_NotMoved)} for _ in range(2)]
+    device = torch.device("cpu")
+    _NotMoved.moves = []
+    candidate(model, batches, loss_fn, torch.optim.SGD(model.parameters(), lr=0.1), device)
+    expect(bool(model.moved) and all(model.moved),
+           "every batch's images moved with .to(device) before the model sees them (on a GPU the model's weights "
+           "are on the GPU, and a CPU batch crashes the forward pass)",
+           lambda: f"images reaching the model without .to(device) (moves seen: {_NotMoved.moves or 'none'}) -> "
+           "images = batch['image'].to(device)", hint=1)
+    expect(bool(masks_moved) and all(masks_moved), "the masks moved with .to(device) too (the loss compares them "
+           "with logits that live on the device)",
+           "masks reaching the loss without .to(device) -> masks = batch['mask'].to(device)", hint=1)
 
 
 TRAIN_ONE_EPOCH = Exercise(
@@ -351,6 +491,7 @@ TRAIN_ONE_EPOCH = Exercise(
         Check("mean loss", _check_epoch_mean),
         Check("weights after two steps", _check_epoch_weights),
         Check("training mode", _check_epoch_train_mode),
+        Check("batches moved to the device", _check_epoch_device),
     ],
     hints=[
         "Before the loop: model.train(). Then `for batch in loader:` with images = batch['image'].to(device) "

@@ -1,0 +1,86 @@
+"""How long will training take? A measured estimate, shown before a long cell starts.
+
+A learner on a loaded laptop should know before a training cell starts whether it takes two minutes
+or twenty. ``estimate_fit_seconds`` times a few real training steps (forward, loss, backward) on a
+copy of the model, so the model, the optimiser and the random streams of the run are untouched,
+and scales them to the whole run.
+
+Taught in: notebooks/07_training.ipynb
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+# Validation costs a forward pass only: about a third of a training step per batch.
+VALIDATION_SHARE = 1 / 3
+
+
+def estimate_fit_seconds(
+    model: nn.Module,
+    train_loader: Any,
+    loss_fn: Callable[..., torch.Tensor],
+    device: torch.device | str,
+    epochs: int,
+    val_batches: int = 0,
+    steps: int = 2,
+) -> float:
+    """Seconds that ``epochs`` epochs of training are likely to take, from ``steps`` timed steps.
+
+    Args:
+        model: the model to train (a deep copy is timed; the model itself is not changed).
+        train_loader: yields ``{"image", "mask"}`` batches; ``len(train_loader)`` batches per epoch.
+        loss_fn: ``loss_fn(logits, masks) -> scalar``.
+        device: where the model lives.
+        epochs: number of epochs planned.
+        val_batches: validation batches per epoch (each counted as a third of a training step).
+        steps: timed steps after one untimed warm-up step.
+
+    Returns:
+        The estimate in seconds (an optimiser step, logging and data loading add a little).
+
+    Shape:
+        batch["image"] (N, 3, H, W) float32, batch["mask"] (N, H, W) int64.
+    """
+    if epochs < 1 or len(train_loader) == 0:
+        return 0.0
+    probe = copy.deepcopy(model).to(device).train()
+    device = torch.device(device)
+    times: list[float] = []
+    batches = iter(train_loader)
+    for i in range(steps + 1):
+        try:
+            batch = next(batches)
+        except StopIteration:
+            break
+        t0 = time.perf_counter()
+        loss = loss_fn(probe(batch["image"].to(device)), batch["mask"].to(device))
+        loss.backward()
+        probe.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i > 0 or steps == 0:
+            times.append(time.perf_counter() - t0)
+    if not times:
+        return 0.0
+    per_step = sorted(times)[len(times) // 2]
+    per_epoch = per_step * (len(train_loader) + VALIDATION_SHARE * val_batches)
+    return per_epoch * epochs
+
+
+def describe_estimate(seconds: float, max_minutes: float | None = None) -> str:
+    """One line for the learner: the estimate, and the time budget when one is set."""
+    minutes = seconds / 60
+    shown = f"about {minutes:.0f} min" if minutes >= 1.5 else f"about {seconds:.0f} s" if seconds >= 1 else "under a second"
+    line = f"estimated training time: {shown} on this machine"
+    if max_minutes:
+        cap = "" if minutes <= max_minutes else ", so the run will stop early, cleanly, at the budget"
+        line += f" (time budget: cfg.train.max_minutes = {max_minutes:g} min{cap})"
+    else:
+        line += " (set cfg.train.max_minutes to cap it)"
+    return line

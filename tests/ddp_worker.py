@@ -1,0 +1,110 @@
+"""What ``torchrun`` runs in tests/test_distributed.py: the real ``workshop`` command line, small and scriptable.
+
+    torchrun ... tests/ddp_worker.py train --config FILE ...     ``workshop train`` with a tiny model
+    torchrun ... tests/ddp_worker.py evaluate CHECKPOINT OUT     ``engine.evaluate`` of a checkpoint
+
+The U-Net is replaced by a 2-layer convolutional net without batch norm (as tests/test_faults.py
+does in-process), figures are skipped, and each rank writes what it saw to
+``$DDP_TEST_OUT/rank{R}.json``. ``$DDP_TEST_FAULT`` injects one fault into the training loss on
+one rank: ``kill@R:N`` (SIGKILL at its N-th loss call, 0-based), ``nan@R:N`` (a NaN loss there),
+``clock@R`` (rank R's clock stands still, so only rank 0's time budget can stop it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workshop import cli, distributed, runs  # noqa: E402
+
+RANK = int(os.environ.get("RANK", 0))
+OUT = Path(os.environ.get("DDP_TEST_OUT", "."))
+
+
+def tiny_model(cfg=None, num_classes=2, pretrained=True) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 1))
+
+
+def faulty(loss_fn, spec: str):
+    kind, _, where = spec.partition("@")
+    rank_text, _, call_text = where.partition(":")
+    if int(rank_text) != RANK or kind == "clock":
+        return loss_fn
+    calls = {"n": 0}
+
+    def loss(logits, target):
+        value = loss_fn(logits, target)
+        if torch.is_grad_enabled():  # training calls only
+            n = calls["n"]
+            calls["n"] += 1
+            if n == int(call_text):
+                if kind == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                if kind == "nan":
+                    return value * float("nan")
+        return value
+
+    return loss
+
+
+def install() -> None:
+    import workshop.losses
+
+    runs.build_model = tiny_model
+    runs.write_run_figures = lambda *args, **kwargs: None
+    spec = os.environ.get("DDP_TEST_FAULT", "")
+    if spec.startswith("clock@") and int(spec.split("@")[1]) == RANK:
+        frozen = time.monotonic()
+        time.monotonic = lambda: frozen
+    if spec:
+        real = workshop.losses.create_loss
+        workshop.losses.create_loss = lambda *a, **k: faulty(real(*a, **k), spec)
+    real_train = runs.train_from_config
+
+    def train_and_record(*args, **kwargs):
+        result = real_train(*args, **kwargs)
+        record = {"rank": RANK, "world": distributed.world_size(), "history": result.history,
+                  "stopped_reason": result.stopped_reason, "run_dir": str(result.run_dir)}
+        (OUT / f"rank{RANK}.json").write_text(json.dumps(record))
+        return result
+
+    runs.train_from_config = train_and_record
+
+
+def evaluate(checkpoint: str, out: str) -> int:
+    from workshop.config import load_config
+    from workshop.data.loaders import make_loaders
+    from workshop.engine import evaluate as run_evaluation, load_checkpoint
+    from workshop.losses import create_loss
+
+    state = load_checkpoint(checkpoint)
+    cfg = load_config(profile=state["config"]["profile"], overrides=state["config"])
+    device = distributed.setup(torch.device("cpu"))
+    _, val_loader = make_loaders(cfg, device)
+    val_loader = distributed.shard_loaders(val_loader, val_loader)[1]
+    model = tiny_model()
+    model.load_state_dict(state["model"])
+    loss = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index)
+    result = run_evaluation(model, val_loader, loss, device, 2, cfg.train.threshold, cfg.data.ignore_index)
+    result["shard_size"] = len(val_loader.sampler)
+    if distributed.is_main():
+        Path(out).write_text(json.dumps(result))
+    distributed.teardown()
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "evaluate":
+        sys.exit(evaluate(sys.argv[2], sys.argv[3]))
+    install()
+    sys.exit(cli.main(sys.argv[1:]))

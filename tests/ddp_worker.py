@@ -1,13 +1,14 @@
 """What ``torchrun`` runs in tests/test_distributed.py: the real ``workshop`` command line, small and scriptable.
 
     torchrun ... tests/ddp_worker.py train --config FILE ...     ``workshop train`` with a tiny model
-    torchrun ... tests/ddp_worker.py evaluate CHECKPOINT OUT     ``engine.evaluate`` of a checkpoint
 
 The U-Net is replaced by a 2-layer convolutional net without batch norm (as tests/test_faults.py
 does in-process), figures are skipped, and each rank writes what it saw to
 ``$DDP_TEST_OUT/rank{R}.json``. ``$DDP_TEST_FAULT`` injects one fault into the training loss on
-one rank: ``kill@R:N`` (SIGKILL at its N-th loss call, 0-based), ``nan@R:N`` (a NaN loss there),
-``clock@R`` (rank R's clock stands still, so only rank 0's time budget can stop it).
+one rank: ``kill@R:N`` (SIGKILL at its N-th training loss call, 0-based), ``nan@R:N`` (a NaN loss
+there), ``clock@R`` (rank R's clock stands still, so only rank 0's time budget can stop it).
+``$DDP_TEST_EVALUATE`` (a checkpoint, or ``best`` for the run's own best.pt) is evaluated with
+``engine.evaluate`` on the same processes after training; rank 0 adds it to its JSON.
 """
 
 from __future__ import annotations
@@ -75,13 +76,17 @@ def install() -> None:
         result = real_train(*args, **kwargs)
         record = {"rank": RANK, "world": distributed.world_size(), "history": result.history,
                   "stopped_reason": result.stopped_reason, "run_dir": str(result.run_dir)}
+        checkpoint = os.environ.get("DDP_TEST_EVALUATE")
+        if checkpoint:
+            best = Path(result.run_dir) / "checkpoints" / "best.pt"
+            record["evaluation"] = evaluate(best if checkpoint == "best" else Path(checkpoint))
         (OUT / f"rank{RANK}.json").write_text(json.dumps(record))
         return result
 
     runs.train_from_config = train_and_record
 
 
-def evaluate(checkpoint: str, out: str) -> int:
+def evaluate(checkpoint: Path) -> dict:
     from workshop.config import load_config
     from workshop.data.loaders import make_loaders
     from workshop.engine import evaluate as run_evaluation, load_checkpoint
@@ -89,22 +94,25 @@ def evaluate(checkpoint: str, out: str) -> int:
 
     state = load_checkpoint(checkpoint)
     cfg = load_config(profile=state["config"]["profile"], overrides=state["config"])
-    device = distributed.setup(torch.device("cpu"))
-    _, val_loader = make_loaders(cfg, device)
-    val_loader = distributed.shard_loaders(val_loader, val_loader)[1]
+    device = torch.device("cpu")
+    train_loader, val_loader = make_loaders(cfg, device)
+    val_loader = distributed.shard_loaders(train_loader, val_loader)[1]
     model = tiny_model()
     model.load_state_dict(state["model"])
     loss = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index)
     result = run_evaluation(model, val_loader, loss, device, 2, cfg.train.threshold, cfg.data.ignore_index)
-    result["shard_size"] = len(val_loader.sampler)
-    if distributed.is_main():
-        Path(out).write_text(json.dumps(result))
-    distributed.teardown()
-    return 0
+    result["shard_sizes"] = _gather_sizes(len(val_loader.sampler))
+    return result
+
+
+def _gather_sizes(size: int) -> list[int]:
+    if not distributed.active():
+        return [size]
+    sizes = [None] * distributed.world_size()
+    torch.distributed.all_gather_object(sizes, size)
+    return sizes
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "evaluate":
-        sys.exit(evaluate(sys.argv[2], sys.argv[3]))
     install()
     sys.exit(cli.main(sys.argv[1:]))

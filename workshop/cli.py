@@ -211,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         distributed.record_error(exc)  # torchrun's report shows the message
         if distributed.is_main() or not isinstance(exc, distributed.PeerFailure):  # rank 0 speaks for a lost run
             print(f"error: {distributed.error_prefix()}{_printable(str(exc))}", file=sys.stderr)
+        distributed.release_signals()
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -38,6 +38,7 @@ config and the same code run unchanged in a notebook or a plain ``workshop train
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from datetime import timedelta
@@ -162,9 +163,36 @@ def teardown() -> None:
     if active():
         _dist().destroy_process_group()
     _device = None
+    release_signals()
+
+
+def release_signals() -> None:
+    """SIGTERM kills again (once this rank has said why it stops: nothing is left to clean up)."""
+    if launched_by_torchrun() and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 # ----------------------------------------------------------------------------- model and data
+
+
+@contextlib.contextmanager
+def main_process_first() -> Iterator[None]:
+    """Run the block on rank 0 first, then on each other machine's first process, then on the rest.
+
+    For work that fills a cache, such as generating the embedded data set or scanning a folder:
+    the first process of each machine does it alone, the others then find it done. If rank 0
+    fails inside the block, it never reaches the barrier; the others stop with a
+    :class:`PeerFailure` (rank 0 reports the real error).
+    """
+    if not active():
+        yield
+        return
+    phase = 0 if rank() == 0 else 1 if int(os.environ.get("LOCAL_RANK", 0)) == 0 else 2
+    for turn in range(3):
+        if turn == phase:
+            yield
+        if turn < 2:
+            _collective(_dist().barrier)
 
 
 def convert_sync_batchnorm(model: nn.Module, enabled: bool, device: torch.device) -> nn.Module:

@@ -39,8 +39,12 @@ def split_arguments(argv: list[str]) -> tuple[list[str], list[str]]:
     )
 
 
-def torchrun(argv: list[str]) -> int:
+def torchrun(argv: list[str], program: tuple[str, ...] = ("-m", "workshop")) -> int:
     """Run ``torchrun OPTIONS -m workshop COMMAND ...``; return its exit status, failures as one line.
+
+    Args:
+        argv: torchrun's options, then the workshop command and its options.
+        program: what torchrun starts in every process (default: this package's command line).
 
     Returns:
         0 when every process finished; 2 when the launch or a process failed (message on stderr);
@@ -53,7 +57,7 @@ def torchrun(argv: list[str]) -> int:
         return 2
     from torch.distributed import run
 
-    args = run.parse_args([*options, "-m", "workshop", *command])
+    args = run.parse_args([*options, *program, *command])
     try:
         run.run(args)
     except BaseException as exc:  # the agent's exceptions, translated

@@ -95,7 +95,8 @@ def train_from_config(
     log = log if distributed.is_main() else (lambda line: None)  # rank 0 speaks for the run
     seed_everything(cfg.train.seed)
     t0 = time.monotonic()
-    label_map = check_data(cfg, log)
+    with distributed.main_process_first():  # torchrun: rank 0 generates the embedded data, the others read it
+        label_map = check_data(cfg, log)
     train_loader, val_loader = make_loaders(cfg, device)
     log(f"data: {len(train_loader.dataset)} training / {len(val_loader.dataset)} validation images "
         f"({cfg.data.source}, {cfg.data.task}, {cfg.data.image_size}px) checked and ready in {time.monotonic() - t0:.1f}s")

@@ -43,9 +43,10 @@ import os
 import signal
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import torch
+from torch import distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
@@ -65,10 +66,6 @@ class Terminated(PeerFailure):
     """The launcher sent SIGTERM (another rank died, or the job was cancelled)."""
 
 
-def _dist():
-    return torch.distributed
-
-
 def launched_by_torchrun() -> bool:
     """True when the environment has torchrun's ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``."""
     return all(name in os.environ for name in TORCHRUN_VARIABLES)
@@ -76,21 +73,20 @@ def launched_by_torchrun() -> bool:
 
 def active() -> bool:
     """True once :func:`setup` has joined the process group of a torchrun job."""
-    d = _dist()
-    return d.is_available() and d.is_initialized()
+    return dist.is_available() and dist.is_initialized()
 
 
 def rank() -> int:
     """This process's global rank (torchrun's ``RANK`` before :func:`setup`; 0 outside torchrun)."""
     if active():
-        return _dist().get_rank()
+        return dist.get_rank()
     return int(os.environ["RANK"]) if launched_by_torchrun() else 0
 
 
 def world_size() -> int:
     """Number of processes of the run (torchrun's ``WORLD_SIZE`` before :func:`setup`; 1 outside torchrun)."""
     if active():
-        return _dist().get_world_size()
+        return dist.get_world_size()
     return int(os.environ["WORLD_SIZE"]) if launched_by_torchrun() else 1
 
 
@@ -138,7 +134,7 @@ def setup(device: torch.device) -> torch.device:
         raise DeviceError(f"torchrun has no backend for device {device.type!r}; set train.device to cuda or cpu")
     minutes = float(os.environ.get("WORKSHOP_DIST_TIMEOUT_MIN", DEFAULT_TIMEOUT_MINUTES))
     try:
-        _dist().init_process_group(backend, timeout=timedelta(minutes=minutes))
+        dist.init_process_group(backend, timeout=timedelta(minutes=minutes))
     except (RuntimeError, ValueError) as exc:
         raise PeerFailure(
             f"rank {os.environ.get('RANK')} could not join the other processes at "
@@ -161,14 +157,14 @@ def teardown() -> None:
     """Leave the process group (after a run that ended normally on every rank)."""
     global _device
     if active():
-        _dist().destroy_process_group()
+        dist.destroy_process_group()
     _device = None
     release_signals()
 
 
 def release_signals() -> None:
     """SIGTERM kills again (once this rank has said why it stops: nothing is left to clean up)."""
-    if launched_by_torchrun() and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+    if launched_by_torchrun() and signal.getsignal(signal.SIGTERM) in (_on_sigterm, signal.SIG_IGN):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
@@ -192,7 +188,7 @@ def main_process_first() -> Iterator[None]:
         if turn == phase:
             yield
         if turn < 2:
-            _collective(_dist().barrier)
+            _collective(dist.barrier)
 
 
 def convert_sync_batchnorm(model: nn.Module, enabled: bool, device: torch.device) -> nn.Module:
@@ -237,7 +233,7 @@ def broadcast_buffers(model: nn.Module) -> None:
     for buffer in model.buffers():
         if buffer.is_floating_point() or buffer.dtype == torch.int64:
             data = buffer.data.to(_device)
-            _collective(_dist().broadcast, data, 0)
+            _collective(dist.broadcast, data, 0)
             buffer.data.copy_(data)
 
 
@@ -331,7 +327,7 @@ def sum_over_ranks(*values: float) -> tuple[float, ...]:
     if not active():
         return tuple(values)
     t = torch.tensor(values, dtype=torch.float64, device=_device)
-    _collective(_dist().all_reduce, t)
+    _collective(dist.all_reduce, t)
     return tuple(t.tolist())
 
 
@@ -345,7 +341,7 @@ def reduce_confusion(metrics: Any) -> None:
         return
     where = metrics.confusion.device
     cm = metrics.confusion.to(_device)
-    _collective(_dist().all_reduce, cm)
+    _collective(dist.all_reduce, cm)
     metrics.confusion = cm.to(where)
 
 
@@ -355,7 +351,7 @@ def ranks_where(flag: bool) -> list[int]:
         return [0] if flag else []
     t = torch.zeros(world_size(), dtype=torch.int32, device=_device)
     t[rank()] = int(bool(flag))
-    _collective(_dist().all_reduce, t)
+    _collective(dist.all_reduce, t)
     return [i for i, v in enumerate(t.tolist()) if v]
 
 
@@ -364,7 +360,7 @@ def decided_by_main(flag: bool) -> bool:
     if not active():
         return bool(flag)
     t = torch.tensor([int(bool(flag))], dtype=torch.int32, device=_device)
-    _collective(_dist().broadcast, t, 0)
+    _collective(dist.broadcast, t, 0)
     return bool(t.item())
 
 
@@ -373,7 +369,7 @@ def same_on_all_ranks(value: Any) -> Any:
     if not active():
         return value
     box = [value]
-    _collective(_dist().broadcast_object_list, box, 0)
+    _collective(dist.broadcast_object_list, box, 0)
     return box[0]
 
 
@@ -386,14 +382,19 @@ def is_lost_contact(exc: BaseException) -> bool:
         return True
     if not active() or not isinstance(exc, RuntimeError) or isinstance(exc, WorkshopError):
         return False
-    if isinstance(exc, getattr(_dist(), "DistError", ())):
+    if isinstance(exc, getattr(dist, "DistError", ())):
         return True
     text = str(exc)
     return any(word in text for word in ("gloo", "NCCL", "Connection reset", "Connection closed", "timed out", "Broken pipe"))
 
 
 def lost_contact(exc: BaseException, run_dir: str | os.PathLike | None = None) -> PeerFailure:
-    """A :class:`PeerFailure` that says what happened and where the intact checkpoints are."""
+    """A :class:`PeerFailure` that says what happened and where the intact checkpoints are.
+
+    From here on this rank is stopping: a SIGTERM from the launcher would only cut its message short.
+    """
+    if launched_by_torchrun() and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if isinstance(exc, PeerFailure):
         message = str(exc).split("; the checkpoints")[0]
     else:

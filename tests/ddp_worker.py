@@ -6,7 +6,8 @@ The U-Net is replaced by a 2-layer convolutional net without batch norm (as test
 does in-process), figures are skipped, and each rank writes what it saw to
 ``$DDP_TEST_OUT/rank{R}.json``. ``$DDP_TEST_FAULT`` injects one fault into the training loss on
 one rank: ``kill@R:N`` (SIGKILL at its N-th training loss call, 0-based), ``nan@R:N`` (a NaN loss
-there), ``clock@R`` (rank R's clock stands still, so only rank 0's time budget can stop it).
+there), ``interrupt@R:N`` (Ctrl-C: SIGINT to torchrun itself, which passes it on to every rank),
+``clock@R`` (rank R's clock stands still, so only rank 0's time budget can stop it).
 ``$DDP_TEST_EVALUATE`` (a checkpoint, or ``best`` for the run's own best.pt) is evaluated with
 ``engine.evaluate`` on the same processes after training; rank 0 adds it to its JSON.
 """
@@ -51,6 +52,8 @@ def faulty(loss_fn, spec: str):
             if n == int(call_text):
                 if kind == "kill":
                     os.kill(os.getpid(), signal.SIGKILL)
+                if kind == "interrupt":
+                    os.kill(os.getppid(), signal.SIGINT)  # the parent is torchrun's agent
                 if kind == "nan":
                     return value * float("nan")
         return value

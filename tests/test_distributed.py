@@ -179,6 +179,22 @@ def test_resuming_a_two_process_run_on_one_process_gives_the_uninterrupted_histo
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2
 
 
+def test_ctrl_c_stops_every_rank_and_keeps_the_checkpoints(workdir) -> None:
+    out = workdir / "interrupted"
+    run = out / "run"
+    proc = torchrun(2, "train", "--config", str(workdir / "tiny.yaml"), "--run-dir", str(run),
+                    out=out, launcher="workshop", DDP_TEST_FAULT="interrupt@1:3")  # Ctrl-C at epoch 2, step 1
+    assert proc.returncode == 130, proc.stderr[-3000:]
+    assert proc.stderr.splitlines()[-1] == (
+        "error: interrupted: torchrun stopped every process of the run; the checkpoints written so far are intact")
+    assert "Traceback" not in proc.stderr
+    assert not [p for p in run.rglob("*") if p.name.endswith(".tmp")]
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1
+    assert load_checkpoint(run / "checkpoints" / "best.pt")["epoch"] == 1
+    interrupted = run / "checkpoints" / "interrupted.pt"  # written when rank 0 caught the Ctrl-C itself
+    assert not interrupted.exists() or load_checkpoint(interrupted)["interrupted"] is True
+
+
 def test_the_time_budget_is_rank_0s_and_every_rank_stops_at_the_same_step(workdir) -> None:
     out = workdir / "budget"
     proc = torchrun(2, "train", "--config", str(workdir / "tiny.yaml"), "--run-dir", str(out / "run"),

@@ -6,6 +6,10 @@
     workshop evaluate RUN DATA [--split test]      IoU, Dice, precision, recall per class on labelled data
     workshop doctor                                versions, device, data dir, offline weights
     workshop data generate | list | check PATH     the embedded data set, the registry, a data scan
+    workshop torchrun [TORCHRUN OPTIONS] train ... torchrun -m workshop train ..., failures in one line
+
+Under torchrun (``torchrun --nproc_per_node N -m workshop train --config FILE``) every process runs
+this command line; rank 0 prints and writes for the run (see ``workshop.distributed``).
 
 Errors a user can cause print one line (``error: ...``) and exit with status 2.
 
@@ -19,6 +23,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from workshop import distributed
 from workshop.errors import WorkshopError
 
 
@@ -56,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default=None, help="output folder (default: RUN/evaluate-DATA-SPLIT)")
 
     sub.add_parser("doctor", help="report versions, device, data dir and offline weights")
+    sub.add_parser("torchrun", add_help=False, help="torchrun's options, then train/quickstart: several processes or "
+                   "machines (torchrun -m workshop ...), launch failures in one line")
 
     d = sub.add_parser("data", help="the embedded data set, real data sets, data checks")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -94,10 +101,12 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
     from workshop.runs import summarize, train_from_config
 
     cfg = _config_from_args(args)
-    print(f"workshop quickstart: profile {cfg.profile!r}, {cfg.train.epochs} epochs of "
-          f"{cfg.model.arch}/{cfg.model.encoder} on the embedded data set")
+    if distributed.is_main():
+        print(f"workshop quickstart: profile {cfg.profile!r}, {cfg.train.epochs} epochs of "
+              f"{cfg.model.arch}/{cfg.model.encoder} on the embedded data set")
     result = train_from_config(cfg, run_dir=args.run_dir, name="quickstart")
-    print(summarize(result))
+    if distributed.is_main():  # under torchrun rank 0 reports for every rank
+        print(summarize(result))
     return 0
 
 
@@ -108,7 +117,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise WorkshopError("train needs --config FILE (or --resume RUN_DIR)")
     cfg = _config_from_args(args, args.config)
     result = train_from_config(cfg, run_dir=args.run_dir, resume=args.resume)
-    print(summarize(result))
+    if distributed.is_main():  # under torchrun rank 0 reports for every rank
+        print(summarize(result))
     return 0
 
 
@@ -215,14 +225,24 @@ def _printable(text: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``workshop`` console script."""
+    """Entry point of the ``workshop`` console script (and of ``torchrun -m workshop``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["torchrun"]:  # torchrun itself, with its launcher errors as one line
+        from workshop.launch import torchrun
+
+        return torchrun(argv[1:])
     args = build_parser().parse_args(argv)
     warnings.simplefilter("default")
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="pycocotools")  # numpy 2 copy= notice, not ours
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        distributed.teardown()
+        return code
     except (WorkshopError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {_printable(str(exc))}", file=sys.stderr)
+        distributed.record_error(exc)  # torchrun's report shows the message
+        if distributed.is_main() or not isinstance(exc, distributed.PeerFailure):  # rank 0 speaks for a lost run
+            print(f"error: {distributed.error_prefix()}{_printable(str(exc))}", file=sys.stderr)
+        distributed.release_signals()
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

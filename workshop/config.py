@@ -152,6 +152,7 @@ class TrainConfig:
     seed: int = 42
     max_minutes: float | None = None  # stop cleanly after this many minutes
     progress: bool = True  # tqdm progress bars
+    sync_bn: bool = False  # torchrun on GPUs: batch-norm statistics over the global batch (SyncBatchNorm)
 
 
 @dataclass

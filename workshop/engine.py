@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from workshop import distributed  # torchrun / DDP hooks; no-ops on one process
 from workshop.config import MONITORS  # validation metrics that can pick the best checkpoint
 from workshop.errors import TrainingError, WorkshopError
 from workshop.metrics import SegmentationMetrics
@@ -58,12 +59,15 @@ def _autocast(device: torch.device, amp: bool):
     return contextlib.nullcontext()
 
 
-def _non_finite_message(loss: torch.Tensor, masks: torch.Tensor, optimizer: torch.optim.Optimizer, where: str) -> str:
+def _non_finite_message(loss: torch.Tensor, masks: torch.Tensor, optimizer: torch.optim.Optimizer, where: str,
+                        bad_ranks: list[int] | None = None) -> str:
     values = torch.unique(masks).tolist()
     shown = ", ".join(str(v) for v in values[:10]) + (", ..." if len(values) > 10 else "")
     lr = optimizer.param_groups[0].get("lr")
+    if distributed.world_size() > 1:  # every rank stops; name the rank(s) whose loss broke
+        where += f" on rank {', '.join(map(str, bad_ranks or []))} of {distributed.world_size()}"
     return (
-        f"loss became {loss.item()} at {where}. Likely causes: a learning rate too high "
+        f"loss became {loss.item() if not torch.isfinite(loss) else 'non-finite'} at {where}. Likely causes: a learning rate too high "
         f"(lr={lr:.3g}; try 10x lower), mask values that are not class ids (this batch has {{{shown}}}), "
         "or images that were not normalised. The last good checkpoint is kept."
     )
@@ -161,8 +165,9 @@ def train_one_epoch(
         with _autocast(device, scaler is not None):
             logits = model(images)
             loss = loss_fn(logits, masks)
-        if not torch.isfinite(loss):
-            raise TrainingError(_non_finite_message(loss, masks, optimizer, f"epoch {epoch}, step {steps}"))
+        bad_ranks = distributed.ranks_where(not torch.isfinite(loss))  # any rank's NaN stops every rank
+        if bad_ranks:
+            raise TrainingError(_non_finite_message(loss, masks, optimizer, f"epoch {epoch}, step {steps}", bad_ranks))
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -179,11 +184,13 @@ def train_one_epoch(
         steps += 1
         if metrics is not None:
             metrics.update(logits.detach().float(), masks)
-        if deadline is not None and time.monotonic() >= deadline:
+        if deadline is not None and distributed.decided_by_main(time.monotonic() >= deadline):  # rank 0's clock
             stopped = 1
             break
+    total, count = distributed.sum_over_ranks(total, count)  # the loss of the global batch, for the log
     out = {"loss": total / max(count, 1), "steps": float(steps), "stopped_early": float(stopped)}
     if metrics is not None and count:
+        distributed.reduce_confusion(metrics)
         result = metrics.compute()
         out.update(iou=float(result["iou"]), dice=float(result["dice"]))
     return out
@@ -207,12 +214,14 @@ def evaluate(
         num_classes: classes of the task (binary: 2, although the model has one output channel).
 
     Returns:
-        ``{"loss", "iou", "dice", "pixel_accuracy", "per_class_iou", "per_class_dice"}``; IoU and Dice
-        are computed from one confusion matrix over all pixels of the data set (binary: the
-        foreground class; multiclass: mean over classes that occur).
+        ``{"loss", "iou", "dice", "pixel_accuracy", "per_class_iou", "per_class_dice", "confusion"}``;
+        IoU and Dice are computed from one confusion matrix (``confusion``, rows = true class) over
+        all pixels of the data set (binary: the foreground class; multiclass: mean over classes
+        that occur). Under torchrun each rank evaluates its shard and the matrices are summed.
     """
     device = torch.device(device)
     model.eval()
+    distributed.broadcast_buffers(model)  # torchrun: every rank evaluates rank 0's batch-norm statistics
     metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index, threshold=threshold, class_names=class_names)
     total, count = 0.0, 0
     for batch in _progress(loader, progress, "validate"):
@@ -223,7 +232,10 @@ def evaluate(
             total += loss_fn(logits, masks).item() * images.shape[0]
         count += images.shape[0]
         metrics.update(logits, masks)
+    distributed.reduce_confusion(metrics)  # under torchrun: one matrix summed over the ranks' shards
+    total, count = distributed.sum_over_ranks(total, count)
     result = dict(metrics.compute())
+    result["confusion"] = metrics.confusion.tolist()
     result["loss"] = total / max(count, 1) if loss_fn is not None else float("nan")
     return result
 
@@ -320,9 +332,10 @@ def _seed_epoch(seed: int, epoch: int, loader: DataLoader) -> None:
     generator = getattr(loader, "generator", None)
     if generator is not None:
         generator.manual_seed(s)
+    distributed.set_epoch(loader, s)  # torchrun: DistributedSampler's shuffle of epoch s
     transform = getattr(getattr(loader, "dataset", None), "transform", None)
     if hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(s)
+        transform.set_random_seed(s + 7919 * distributed.rank())  # each rank its own augmentations
 
 
 def is_improvement(value: float, best: float | None, monitor: str) -> bool:
@@ -411,7 +424,10 @@ def fit(
     model.to(device)
     scaler = torch.amp.GradScaler("cuda") if (amp and device.type == "cuda") else None
     run_path = Path(run_dir) if run_dir is not None else None
-    ckpt_dir = run_path / CHECKPOINT_DIR if run_path else None
+    ckpt_dir = run_path / CHECKPOINT_DIR if run_path and distributed.is_main() else None  # rank 0 writes
+    progress = progress and distributed.is_main()
+    train_loader, val_loader = distributed.shard_loaders(train_loader, val_loader)  # torchrun: this rank's share
+    train_model = distributed.wrap_model(model, device)  # torchrun: DDP; `model` stays the bare one to save
     result = FitResult(run_dir=run_path)
     best_value: float | None = None
     start_epoch = 1
@@ -455,7 +471,7 @@ def fit(
             _seed_epoch(seed, epoch, train_loader)
             t0 = time.monotonic()
             train = train_one_epoch(
-                model, train_loader, loss_fn, optimizer, device, scheduler, scaler,
+                train_model, train_loader, loss_fn, optimizer, device, scheduler, scaler,
                 metrics=train_metrics, progress=progress, deadline=deadline, epoch=epoch,
             )
             t_train = time.monotonic() - t0
@@ -499,6 +515,10 @@ def fit(
                 f"{'resume from ' + str(last) if last.exists() else 'no epoch had finished yet'}"
                 f" with fit(..., resume=\"{run_path}\") (command line: workshop train --resume {run_path})"
             )
+    except Exception as exc:  # torchrun: another rank died or the launcher stopped this one
+        if not distributed.is_lost_contact(exc):
+            raise
+        raise distributed.lost_contact(exc, run_path) from None
     return result
 
 

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import torch
 
+from workshop import distributed
 from workshop.config import Config, load_config, save_config
 from workshop.engine import FitResult, fit, make_optimizer, make_scheduler
 from workshop.env import get_device, seed_everything
@@ -91,16 +92,20 @@ def train_from_config(
         cfg = load_config(run_path / "config.yaml", overrides=_budget_overrides(cfg))
     else:
         run_path = Path(run_dir) if run_dir else new_run_dir(cfg.run_dir, name)
-    device = get_device(cfg.train.device)
+    device = distributed.setup(get_device(cfg.train.device))  # torchrun: join the job, cuda:LOCAL_RANK
+    run_path = distributed.same_on_all_ranks(run_path)  # one time-stamped folder for every rank
+    log = log if distributed.is_main() else (lambda line: None)  # rank 0 speaks for the run
     seed_everything(cfg.train.seed)
     t0 = time.monotonic()
-    label_map = check_data(cfg, log)
+    with distributed.main_process_first():  # torchrun: rank 0 generates the embedded data, the others read it
+        label_map = check_data(cfg, log)
     train_loader, val_loader = make_loaders(cfg, device)
     log(f"data: {len(train_loader.dataset)} training / {len(val_loader.dataset)} validation images "
         f"({cfg.data.source}, {cfg.data.task}, {cfg.data.image_size}px) checked and ready in {time.monotonic() - t0:.1f}s")
     names = list(class_names(cfg, label_map))
     num_classes = len(names)
     model = build_model(cfg, num_classes)
+    model = distributed.convert_sync_batchnorm(model, cfg.train.sync_bn, device)  # train.sync_bn, off by default
     widths = getattr(model, "decoder_channels", None)
     decoder = f"decoder {'-'.join(map(str, widths))}" if widths else "standard decoder"
     log(f"model: {cfg.model.arch} / {cfg.model.encoder} ({decoder}), weights: "
@@ -110,7 +115,7 @@ def train_from_config(
     scheduler = make_scheduler(optimizer, cfg.train.scheduler, cfg.train.lr, cfg.train.epochs, len(train_loader))
     try:
         run_path.mkdir(parents=True, exist_ok=True)
-        if resume is None:
+        if resume is None and distributed.is_main():
             save_config(cfg, run_path / "config.yaml")
     except OSError as exc:
         raise WorkshopError(
@@ -133,7 +138,7 @@ def train_from_config(
         resume=resume, on_epoch_end=report,
         extra_state={"config": cfg.to_dict(), "class_names": names},
     )
-    if result.history:
+    if result.history and distributed.is_main():
         write_run_figures(result, model, val_loader, device)
     return result
 

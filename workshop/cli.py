@@ -5,6 +5,7 @@
     workshop predict RUN_OR_CHECKPOINT INPUT       masks and overlays for an image or a folder
     workshop doctor                                versions, device, data dir, offline weights
     workshop data generate | list | check PATH     the embedded data set, the registry, a data scan
+    workshop grade SUBMISSIONS... [--out DIR]      grade a class's notebooks (or --self NOTEBOOK)
 
 Errors a user can cause print one line (``error: ...``) and exit with status 2.
 
@@ -67,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("name")
     v = dsub.add_parser("verify", help="verify a downloaded data set")
     v.add_argument("name")
+
+    from workshop.grading.cli import add_grade_parser
+
+    add_grade_parser(sub)
     return parser
 
 
@@ -172,6 +177,7 @@ COMMANDS = {
     "predict": cmd_predict,
     "doctor": cmd_doctor,
     "data": cmd_data,
+    "grade": lambda args: __import__("workshop.grading.cli", fromlist=["cmd_grade"]).cmd_grade(args),
 }
 
 

@@ -9,7 +9,7 @@ the same verdicts. The stored outputs and the check cells of a notebook are neve
 Modules: ``submissions`` (folders, zips, notebooks -> learners), ``cells`` (exercise cells by tag,
 the program to run, missing / duplicate / renamed?), ``scan`` (reference copying and tampering, read
 from the code), ``runner`` (the grading process; one forked box per exercise), ``sandbox`` (the
-box's limits), ``gradebook`` (the writers), ``grade`` (the whole run).
+box's limits), ``gradebook`` (the writers), ``grader`` (the whole run).
 
 Threat model (what holds, and what does not)
 --------------------------------------------
@@ -55,14 +55,14 @@ __all__ = ["grade", "grade_self"]
 
 
 def grade(*args, **kwargs):
-    """See :func:`workshop.grading.grade.grade`."""
-    from workshop.grading.grade import grade as _grade
+    """See :func:`workshop.grading.grader.grade`."""
+    from workshop.grading.grader import grade as _grade
 
     return _grade(*args, **kwargs)
 
 
 def grade_self(*args, **kwargs):
-    """See :func:`workshop.grading.grade.grade_self`."""
-    from workshop.grading.grade import grade_self as _grade_self
+    """See :func:`workshop.grading.grader.grade_self`."""
+    from workshop.grading.grader import grade_self as _grade_self
 
     return _grade_self(*args, **kwargs)

@@ -105,7 +105,7 @@ def _without_magics(source: str) -> str:
 
 
 def defined_names(tree: ast.Module) -> dict[str, ast.stmt]:
-    """Top-level names a cell binds by ``def``, ``class`` or a plain assignment."""
+    """Top-level names a cell binds by ``def``, ``class``, an assignment or an import."""
     out: dict[str, ast.stmt] = {}
     for stmt in tree.body:
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -115,6 +115,9 @@ def defined_names(tree: ast.Module) -> dict[str, ast.stmt]:
             for target in targets:
                 if isinstance(target, ast.Name):
                     out[target.id] = stmt
+        elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            for name in bound_by(stmt):
+                out[name] = stmt
     return out
 
 
@@ -240,6 +243,13 @@ def locate(exercises: list, cells: list[Cell]) -> list[Located]:
                                    f"{cell.syntax_error}", cell))
             else:
                 out.append(Located(ex.name, None, "", cell, build_program(cell, cells)))
+            continue
+        labelled = [c for c in tagged if id(c) not in claimed and c.meta_exercise == ex.name and c.tree is not None
+                    and not any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                                for s in c.tree.body)]
+        if labelled:  # the exercise's own cell, with no definition at all (``exec(...)``, an assignment...)
+            claimed.add(id(labelled[0]))
+            out.append(Located(ex.name, None, "", labelled[0], build_program(labelled[0], cells)))
             continue
         renamed = _renamed(ex, [c for c in tagged if id(c) not in claimed], names)
         if renamed is not None:

@@ -124,7 +124,15 @@ def _in_box(item: dict, token: str, wfd: int, job: dict) -> None:
         os.write(wfd, (json.dumps(record) + "\n").encode())
         os.close(wfd)
 
-    namespace: dict[str, Any] = {"__name__": "__learner__", "__builtins__": builtins}
+    import tempfile
+    import types
+
+    tempfile.tempdir = workdir
+    os.environ.update(TMPDIR=workdir, HOME=workdir)
+    module = types.ModuleType("__main__")  # as in Jupyter; dataclasses and pickle look the module up
+    sys.modules["__main__"] = module
+    namespace = module.__dict__
+    namespace["__builtins__"] = builtins
     try:
         for seg in item["segments"]:
             filename = f"<{item['notebook']} cell {seg['cell']}>"

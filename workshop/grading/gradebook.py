@@ -122,6 +122,10 @@ def write_all(book: Gradebook, out: Path) -> Path:
     """Write the three outputs into ``out`` (created); returns ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     write_csv(book, out / "grades.csv")
+    if book.timings:  # per learner: process launch, interpreter start, imports done, grading done (epoch s)
+        import json
+
+        (out / "timings.json").write_text(json.dumps(book.timings, indent=1), encoding="utf-8")
     write_markdown(book, out / "grades.md")
     feedback = out / "feedback"
     feedback.mkdir(exist_ok=True)

@@ -119,7 +119,8 @@ def scan(tree: ast.Module, exercise) -> list[Finding]:
     for node in ast.walk(tree):
         line = getattr(node, "lineno", 0)
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
             for mod in mods:
                 if any(mod == m or mod.startswith(m + ".") for m in _TAMPER_MODULES):
                     findings.append(Finding("tamper", line, f"imports {mod}"))
@@ -168,14 +169,21 @@ def scan(tree: ast.Module, exercise) -> list[Finding]:
 class _Normaliser(ast.NodeTransformer):
     """Drop docstrings and annotations; rename what a definition binds, in order of appearance."""
 
-    def __init__(self, bound: set[str]) -> None:
+    def __init__(self, bound: set[str], attrs: set[str]) -> None:
         self.bound = bound
+        self.attrs = attrs
         self.names: dict[str, str] = {}
+        self.attr_names: dict[str, str] = {}
 
     def _new(self, name: str) -> str:
         if name not in self.names:
             self.names[name] = f"_v{len(self.names)}"
         return self.names[name]
+
+    def _new_attr(self, name: str) -> str:
+        if name not in self.attr_names:
+            self.attr_names[name] = f"_a{len(self.attr_names)}"
+        return self.attr_names[name]
 
     def _strip_doc(self, node):
         body = node.body
@@ -209,8 +217,8 @@ class _Normaliser(ast.NodeTransformer):
 
     def visit_Attribute(self, node):
         self.generic_visit(node)
-        if isinstance(node.value, ast.Name) and node.attr in self.bound:
-            node.attr = self._new(node.attr)
+        if isinstance(node.value, ast.Name) and node.attr in self.attrs:
+            node.attr = self._new_attr(node.attr)
         return node
 
     def visit_AnnAssign(self, node):
@@ -225,6 +233,12 @@ class _Normaliser(ast.NodeTransformer):
         return self.generic_visit(node)
 
 
+def _attrs_in(node: ast.AST) -> set[str]:
+    """Attribute names the definition stores on a name (``self.image_paths = ...``): its own object's."""
+    return {n.attr for n in ast.walk(node) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)
+            and isinstance(n.value, ast.Name)}
+
+
 def _bound_in(node: ast.AST) -> set[str]:
     bound: set[str] = set()
     for n in ast.walk(node):
@@ -234,8 +248,6 @@ def _bound_in(node: ast.AST) -> set[str]:
             bound.add(n.arg)
         elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             bound.add(n.name)
-        elif isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store) and isinstance(n.value, ast.Name):
-            bound.add(n.attr)  # self.image_paths = ...: attribute names of the learner's own object
         elif isinstance(n, ast.ExceptHandler) and n.name:
             bound.add(n.name)
     return bound
@@ -244,7 +256,7 @@ def _bound_in(node: ast.AST) -> set[str]:
 def normalise(node: ast.AST) -> str:
     """A canonical dump of a def or class: equal for two definitions that differ only in naming and prose."""
     node = copy.deepcopy(node)
-    node = _Normaliser(_bound_in(node)).visit(node)
+    node = _Normaliser(_bound_in(node), _attrs_in(node)).visit(node)
     ast.fix_missing_locations(node)
     return ast.dump(node, annotate_fields=False, include_attributes=False)
 

@@ -33,7 +33,10 @@ are trusted. Layers, each tested against an attack in ``tests/test_grading*.py``
    ``timeout``; the rest of the class is graded as usual.
 4. *The checker's integrity* is fingerprinted in the box before the learner's code is defined and
    compared after the checks: a replaced check list, a monkeypatched ``workshop.tasks.core``,
-   ``torch`` or ``math`` function makes the exercise ``error``, whatever the checks returned.
+   ``torch`` or ``math`` function makes the exercise ``error``, whatever the checks returned. (The
+   harness first runs each exercise's checks on its reference, so libraries that patch themselves on
+   first use do so before the fingerprint; one that does so only on a path the reference never takes
+   would show as a false alarm, naming what changed, in the learner's feedback.)
 5. *The result channel* is a pipe the harness reads; a verdict counts only if exactly one record
    arrives with the token handed to that box at its fork and the right exercise name.
 

@@ -35,6 +35,14 @@ def _exercises_by_notebook() -> dict[str, list]:
     return dict(sorted(out.items()))
 
 
+def _module_of(ex) -> str:
+    """The ``workshop.tasks`` module whose ``EXERCISES`` holds ``ex`` (the grading process imports only it)."""
+    for name, module in list(sys.modules.items()):
+        if name.startswith("workshop.tasks.") and any(e is ex for e in getattr(module, "EXERCISES", [])):
+            return name
+    raise RuntimeError(f"exercise {ex.name} is in no workshop.tasks module")
+
+
 def identify(path: Path, cells: list[Cell] | None, books: dict[str, list]) -> str | None:
     """Which workshop notebook a file is: by its name, its number prefix, else by the exercises it defines."""
     if path.name in books:
@@ -184,7 +192,7 @@ def _grade(learners: list[Learner], books: dict[str, list], root: Path, out, job
                     continue
                 cell_sources = {str(c.index): c.source for c in cells}
                 items.setdefault(learner.name, []).append({
-                    "exercise": ex.name, "notebook": path.name,
+                    "exercise": ex.name, "notebook": path.name, "module": _module_of(ex),
                     "segments": [vars(s) for s in located.segments],
                     "cells": {k: v for k, v in cell_sources.items() if int(k) in {s.cell for s in located.segments}},
                 })

@@ -14,7 +14,7 @@ their exercise cells gets, at random (seeded), one of:
 The class is graded with ``python -m workshop.cli grade CLASS --out OUT --jobs 2`` (the command an
 instructor types). Reported: wall time, peak memory (all grading processes together: their proportional
 set size, sampled from /proc twice a second), the share of the grading processes' time spent starting Python and importing torch + the
-exercises, and how often the gradebook equals the truth.
+exercises (and warming the checks up on the references), and how often the gradebook equals the truth.
 
     python benchmarks/grade_class.py                      # 30 learners: the measurement (a few minutes)
     python benchmarks/grade_class.py --learners 4         # a quick check of the script
@@ -249,16 +249,18 @@ def main() -> int:
             wrongs.append(f"{learner} {exercise}: {kind} graded {got}")
     timings = json.loads((out / "timings.json").read_text())
     start_up = sum(t["started"] - t["launched"] for t in timings)
-    imports = sum(t["ready"] - t["imports_started"] for t in timings)
+    imports = sum(t["imported"] - t["imports_started"] for t in timings)
+    warm_up = sum(t["ready"] - t["imported"] for t in timings)
     grading = sum(t["finished"] - t["ready"] for t in timings)
-    total = start_up + imports + grading
+    total = start_up + imports + warm_up + grading
     kinds: dict[str, int] = {}
     for kind in truth.values():
         kinds[kind] = kinds.get(kind, 0) + 1
     report = {"learners": args.learners, "exercises_per_learner": len(truth) // max(args.learners, 1),
               "jobs": args.jobs, "timeout_s": args.timeout, "answers": kinds, "wall_s": round(wall, 1),
               "peak_rss_mb": round(peak / 2**20), "process_start_s": round(start_up, 1),
-              "import_torch_and_exercises_s": round(imports, 1), "grading_s": round(grading, 1),
+              "import_torch_and_exercises_s": round(imports, 1), "warm_up_on_references_s": round(warm_up, 1),
+              "grading_s": round(grading, 1),
               "start_and_import_share": round((start_up + imports) / total, 3) if total else None,
               "agreement": round(agree / len(truth), 4), "disagreements": wrongs[:50], "command": " ".join(command)}
     print(json.dumps(report, indent=1))

@@ -110,6 +110,13 @@ def _class(root: Path, out: Path) -> dict[str, Path]:
     (root / "invalid").mkdir()
     (root / "invalid" / "06_train_val_functions.ipynb").write_text('{"cells": [ not json')
     notebook_07(root / "invalid", CORRECT["is_improvement"])
+    # 10. a zip, with a path that tries to climb out of the unpacking folder
+    import zipfile
+
+    inner = notebook_07(root.parent / "zip-src", CORRECT["is_improvement"])
+    with zipfile.ZipFile(root / "zipped.zip", "w") as zf:
+        zf.write(inner, "zipped/07_training.ipynb")
+        zf.writestr("../../escaped.ipynb", "{}")
     return targets
 
 
@@ -132,7 +139,7 @@ def _feedback(graded: dict, learner: str) -> str:
 def test_grading_worked_and_wrote_the_gradebook(graded) -> None:
     assert graded["code"] == 0
     assert set(graded["rows"]) == {"good", "saved_outputs", "copier", "copier2", "patcher", "sandbox", "files",
-                                   "broken", "invalid"}
+                                   "broken", "invalid", "zipped"}
     header = list(next(iter(graded["rows"].values())))
     assert header == ["learner", "dice_loss", "iou_score", "train_one_epoch", "is_improvement", "total", "out_of"]
     page = (graded["out"] / "grades.md").read_text()
@@ -267,6 +274,21 @@ def test_invalid_json_notebook_does_not_stop_the_learner(graded) -> None:
     assert [row[n] for n in ("dice_loss", "iou_score", "train_one_epoch")] == ["error"] * 3
     assert row["is_improvement"] == "pass"
     assert "not a valid notebook" in _feedback(graded, "invalid")
+
+
+def test_zipped_submission_is_unpacked_safely(graded) -> None:
+    assert graded["rows"]["zipped"]["is_improvement"] == "pass"
+    assert not (graded["root"].parent / "escaped.ipynb").exists()
+
+
+def test_timings_are_written_per_learner(graded) -> None:
+    import json
+
+    timings = json.loads((graded["out"] / "timings.json").read_text())
+    # copier and patcher are graded by the scan alone: nothing of theirs runs, no process is started
+    assert {t["learner"] for t in timings} == set(graded["rows"]) - {"copier", "patcher"}
+    for t in timings:
+        assert t["launched"] <= t["started"] <= t["imports_started"] <= t["imported"] <= t["ready"] <= t["finished"]
 
 
 def test_empty_folder_is_a_clear_error(tmp_path, capsys) -> None:

@@ -216,7 +216,8 @@ def _grade(learners: list[Learner], books: dict[str, list], root: Path, out, job
         by_ex = {r.get("exercise"): r for r in answer.get("results", [])}
         if "launched" in answer:
             book.timings.append({"learner": name, "launched": answer["launched"], "started": answer["started"],
-                                 "imports_started": answer["imports_started"], "ready": answer["ready"],
+                                 "imports_started": answer["imports_started"], "imported": answer["imported"],
+                                 "ready": answer["ready"],
                                  "finished": answer["finished"]})
         for item in items[name]:
             ex = get_exercise(item["exercise"])

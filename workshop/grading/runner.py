@@ -298,10 +298,12 @@ def main() -> int:
         if not module.startswith("workshop.tasks."):
             raise SystemExit(f"not an exercise module: {module}")
         importlib.import_module(module)  # only the exercises this learner is graded on: torch, not all of them
+    imported_all = time.time()
     _warm_up({item["exercise"] for item in job["items"]})
     ready_at = time.time()
     results = [grade_item(item, job) for item in job["items"]]
-    out = {"results": results, "started": STARTED, "imports_started": imported_at, "ready": ready_at,
+    out = {"results": results, "started": STARTED, "imports_started": imported_at, "imported": imported_all,
+           "ready": ready_at,
            "finished": time.time()}
     sys.stdout.write(json.dumps(out))
     sys.stdout.flush()

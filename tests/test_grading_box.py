@@ -144,7 +144,12 @@ def test_forged_result_channel_is_not_a_pass(results) -> None:
 
 def test_printed_pass_lines_reach_nobody(results) -> None:
     r = results["by"]["print_pass"]
-    assert r["status"] == "fail" and "gradient" in r["message"]  # 0.3 as a float: the first check says why
+    def dice_loss(logits, target, smooth=1.0):
+        return 0.3
+
+    from workshop.tasks import get_exercise
+
+    assert r["status"] == "fail" and r["message"] == get_exercise("dice_loss").run_checks(dice_loss).message
 
 
 @pytest.mark.skipif(landlock_abi() < 6, reason="signal scoping needs Landlock ABI 6")

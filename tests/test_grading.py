@@ -329,3 +329,15 @@ def test_untagged_cell_is_missing_with_the_reason(tmp_path) -> None:
     path = write(tmp_path / "07_training.ipynb", ["import math", CORRECT["is_improvement"]])
     (found,) = locate([get_exercise("is_improvement")], read_cells(path))
     assert found.status == "missing" and "not tagged `exercise`" in found.message
+
+
+@pytest.mark.parametrize(("data", "words"), [(b'{"cells": [ not json', "is not a valid notebook"),
+                                              (b"[1, 2]", "no list of cells"), (b"\xff\xfe{", "is not a valid notebook")])
+def test_unreadable_notebooks_name_the_file(tmp_path, data, words) -> None:
+    from workshop.grading.cells import NotebookError, read_cells
+
+    path = tmp_path / "06_train_val_functions.ipynb"
+    path.write_bytes(data)
+    with pytest.raises(NotebookError, match=words) as info:
+        read_cells(path)
+    assert "06_train_val_functions.ipynb" in str(info.value)

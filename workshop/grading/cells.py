@@ -1,6 +1,6 @@
 """Find a learner's exercise cells and cut out what the grader executes.
 
-A notebook is read as data (``nbformat``), never run. For every exercise of the notebook the
+A notebook is read as data (its JSON), never run. For every exercise of the notebook the
 grader looks for the code cell tagged ``exercise`` that defines the exercise's function or class,
 and builds the *program*: the definitions of that cell (``import``, ``def``, ``class`` and
 assignments of plain literals; every other top-level statement is dropped), preceded by the
@@ -79,23 +79,27 @@ class Located:
 
 def read_cells(path: str | Path) -> list[Cell]:
     """The code cells of a notebook file; a file that is not a notebook raises ``NotebookError``."""
-    import nbformat
+    import json
 
     path = Path(path)
     try:
-        nb = nbformat.read(str(path), as_version=4)
-    except Exception as exc:  # not JSON, not a notebook, unreadable: one message naming the file
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # not JSON, unreadable: one message naming the file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise NotebookError(f"{path.name} is not a valid notebook ({first[:160]})") from None
+    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+        raise NotebookError(f"{path.name} is not a valid notebook (no list of cells; nbformat 4 is expected)")
     cells = []
-    for i, cell in enumerate(nb.get("cells", [])):
-        if cell.get("cell_type") != "code":
+    for i, cell in enumerate(nb["cells"]):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
-        meta = cell.get("metadata", {}) or {}
-        tags = meta.get("tags", []) or []
+        meta = cell.get("metadata", {}) if isinstance(cell.get("metadata"), dict) else {}
+        tags = [t for t in meta.get("tags", []) if isinstance(t, str)] if isinstance(meta.get("tags"), list) else []
         name = meta.get("exercise") if isinstance(meta.get("exercise"), str) else None
         source = cell.get("source", "")
-        cells.append(Cell(i, source if isinstance(source, str) else "".join(source), list(tags), name))
+        if isinstance(source, list):
+            source = "".join(s for s in source if isinstance(s, str))
+        cells.append(Cell(i, source if isinstance(source, str) else "", tags, name))
     return cells
 
 

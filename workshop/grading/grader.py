@@ -17,6 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from workshop.errors import WorkshopError
 from workshop.grading.cells import Cell, Located, NotebookError, locate, read_cells
 from workshop.grading.gradebook import Gradebook, Result, write_all
 from workshop.grading.sandbox import clean_environment, landlock_abi, readable_roots
@@ -137,6 +138,8 @@ def grade(submissions: list[str | Path], out: str | Path | None = "gradebook", j
     Raises:
         WorkshopError: a submission path that does not exist, or none found.
     """
+    if not hasattr(os, "fork"):
+        raise WorkshopError("workshop grade needs Linux or macOS: it forks one boxed process per exercise")
     if jobs < 1 or timeout < 1 or memory_mb < 64:
         raise ValueError("jobs and timeout must be at least 1, memory_mb at least 64")
     books = _exercises_by_notebook()

@@ -80,3 +80,17 @@ def test_ways_of_using_the_reference(source) -> None:
 ])
 def test_tampering_constructs(source) -> None:
     assert "tamper" in _kinds(source, "dice_loss")
+
+
+@pytest.mark.parametrize("source", [
+    "from torch import nn\n\n\ndef replace_head(model, num_classes):\n    n = sum(1 for m in model.modules())\n"
+    "    model.classifier[4] = nn.Conv2d(256, num_classes, 1)\n    return model",
+    "import os\n\n\ndef replace_head(model, num_classes):\n    print(os.path.join('a', 'b'), type(model).__name__)\n"
+    "    setattr(model.classifier, '4', None)\n    return model",
+])
+def test_ordinary_code_is_not_called_tampering(source) -> None:
+    assert _kinds(source, "replace_head") == set()
+
+
+def test_sys_modules_is_tampering() -> None:
+    assert "tamper" in _kinds("import sys\n\n\ndef dice_loss(a, b, smooth=1.0):\n    return sys.modules", "dice_loss")

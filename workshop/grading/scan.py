@@ -30,14 +30,14 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any
 
-_CHECKER_ATTRS = {"checks", "run_checks", "reference", "solution", "last", "_REGISTRY", "all_exercises", "get_exercise"}
+_CHECKER_ATTRS = {"checks", "run_checks", "reference", "solution", "_REGISTRY", "all_exercises", "get_exercise"}
 _TAMPER_MODULES = {"gc", "inspect", "ctypes", "importlib", "builtins", "__builtin__", "unittest.mock", "mock", "marshal",
                    "code", "codeop", "types", "_thread", "signal", "atexit", "sitecustomize", "faulthandler", "dis",
                    "workshop.tasks.core", "workshop.grading"}
 _TAMPER_NAMES = {"exec", "eval", "compile", "__import__", "globals", "locals", "vars", "breakpoint", "__builtins__",
                  "__loader__", "__spec__"}
 _FRAME_ATTRS = {"f_back", "f_globals", "f_locals", "f_builtins", "f_code", "tb_frame", "tb_next", "gi_frame",
-                "cr_frame", "ag_frame", "co_code", "_getframe", "settrace", "setprofile", "modules", "meta_path",
+                "cr_frame", "ag_frame", "co_code", "_getframe", "settrace", "setprofile", "meta_path",
                 "addaudithook", "ctypeslib"}
 _ALLOWED_DUNDERS = {"__init__", "__len__", "__getitem__", "__name__", "__class__", "__call__", "__repr__", "__str__",
                     "__iter__", "__next__", "__enter__", "__exit__", "__doc__", "__module__", "__setitem__",
@@ -140,6 +140,8 @@ def scan(tree: ast.Module, exercise) -> list[Finding]:
                 findings.append(Finding("reference", line, f"uses .{attr} (the library's answer)"))
             elif attr in _CHECKER_ATTRS:
                 findings.append(Finding("tamper", line, f"touches the checker (.{attr})"))
+            elif attr == "modules" and full(node) == "sys.modules":  # (model.modules() is fine)
+                findings.append(Finding("tamper", line, "uses sys.modules (interpreter internals)"))
             elif attr in _FRAME_ATTRS:
                 findings.append(Finding("tamper", line, f"uses .{attr} (interpreter internals)"))
             elif attr.startswith("__") and attr.endswith("__") and attr not in _ALLOWED_DUNDERS:

@@ -203,10 +203,16 @@ def _grade(learners: list[Learner], books: dict[str, list], root: Path, out, job
     book = Gradebook(exercises, [l.name for l in learners], notes=notes)
     abi = landlock_abi()
     book.sandbox = [f"one process per learner, one forked box per exercise; {timeout} s per exercise (wall clock and "
-                    f"CPU), {memory_mb} MB memory, a fresh temporary folder, the instructor's environment removed",
-                    f"filesystem and TCP: Landlock ABI {abi}" if abi else
-                    "filesystem: NOT isolated (no Landlock on this system): run grading as a separate user or in a "
-                    "container if learners may attack the grader"]
+                    f"CPU), {memory_mb} MB memory, a fresh temporary folder, the instructor's environment removed"]
+    if not abi:
+        book.sandbox.append("filesystem: NOT isolated (no Landlock on this system): run grading as a separate user "
+                            "or in a container if learners may attack the grader")
+    roots = [Path(r).resolve() for r in readable_roots()]
+    for what, path in [("the gradebook folder", out), *[("a submission", p) for l in learners for p in l.notebooks]]:
+        if path is not None and any(Path(path).resolve().is_relative_to(r) for r in roots if r.is_dir()):
+            book.sandbox.append(f"warning: {what} ({path}) lies inside a folder the boxes may read; keep submissions "
+                                "and the gradebook outside the Python installation")
+            break
 
     def run(name: str) -> tuple[str, dict]:
         workdir = root / f"learner-{len(name)}-{abs(hash(name)) % 10**8}"

@@ -171,13 +171,19 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 2
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    from workshop.grading.cli import cmd_grade as grade_command
+
+    return grade_command(args)
+
+
 COMMANDS = {
     "quickstart": cmd_quickstart,
     "train": cmd_train,
     "predict": cmd_predict,
     "doctor": cmd_doctor,
     "data": cmd_data,
-    "grade": lambda args: __import__("workshop.grading.cli", fromlist=["cmd_grade"]).cmd_grade(args),
+    "grade": cmd_grade,
 }
 
 

@@ -256,10 +256,6 @@ def grade_item(item: dict, job: dict) -> dict:
     data, status, timed_out = _read(rfd, pid, started + job["timeout"] + 5)
     os.close(rfd)
     result = {"exercise": item["exercise"], "seconds": round(time.monotonic() - started, 3)}
-    signalled = os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL)
-    if timed_out or (signalled and os.WTERMSIG(status) == signal.SIGXCPU):
-        result.update(status="timeout", message=f"stopped after {job['timeout']} s (an endless loop, or far too slow)")
-        return result
     records = []
     for line in data.decode("utf-8", "replace").splitlines():
         try:
@@ -269,7 +265,13 @@ def grade_item(item: dict, job: dict) -> dict:
         if isinstance(rec, dict):
             records.append(rec)
     good = [r for r in records if r.get("token") == token and r.get("exercise") == item["exercise"]]
-    if len(records) != 1 or len(good) != 1 or good[0].get("status") not in {"pass", "fail", "error", "reference"}:
+    valid = len(records) == 1 and len(good) == 1 and good[0].get("status") in {"pass", "fail", "error", "reference"}
+    cpu_out = os.WIFSIGNALED(status) and (os.WTERMSIG(status) == signal.SIGXCPU or (
+        os.WTERMSIG(status) == signal.SIGKILL and time.monotonic() - started >= job["timeout"]))
+    if not valid and not records and (timed_out or cpu_out):
+        result.update(status="timeout", message=f"stopped after {job['timeout']} s (an endless loop, or far too slow)")
+        return result
+    if not valid:
         if not records:
             how = (f"was killed by signal {os.WTERMSIG(status)} (a crash, or out of memory)" if os.WIFSIGNALED(status)
                    else f"ended with exit code {os.WEXITSTATUS(status)} before the checks finished (sys.exit / os._exit?)")

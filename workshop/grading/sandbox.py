@@ -160,12 +160,13 @@ def enter_box(workdir: str | Path, readable: list[str], cpu_seconds: int, memory
         _libc.prctl(_PR_SET_PDEATHSIG, 9, 0, 0, 0)
     os.chdir(workdir)
     limit = address_space() + memory_mb * 2**20
-    for what, value in ((resource.RLIMIT_CPU, cpu_seconds), (resource.RLIMIT_AS, limit),
-                        (resource.RLIMIT_FSIZE, file_mb * 2**20), (resource.RLIMIT_CORE, 0)):
+    # CPU: SIGXCPU at the soft limit (the harness reads it as a timeout), SIGKILL 2 s later at the hard one
+    for what, soft, hard in ((resource.RLIMIT_CPU, cpu_seconds, cpu_seconds + 2), (resource.RLIMIT_AS, limit, limit),
+                             (resource.RLIMIT_FSIZE, file_mb * 2**20, file_mb * 2**20), (resource.RLIMIT_CORE, 0, 0)):
         try:
-            resource.setrlimit(what, (value, value))
+            resource.setrlimit(what, (soft, hard))
         except (ValueError, OSError):
-            applied.append(f"limit {what} refused")
+            applied.append(f"limit {what} refused")  # e.g. a hard limit already lower
     applied.append(f"limits: {cpu_seconds} s CPU, {memory_mb} MB memory above the interpreter, {file_mb} MB files")
     applied.append(_network_off())
     applied.append(_landlock(workdir, readable))

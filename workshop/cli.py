@@ -6,6 +6,7 @@
     workshop evaluate RUN DATA [--split test]      IoU, Dice, precision, recall per class on labelled data
     workshop doctor                                versions, device, data dir, offline weights
     workshop data generate | list | check PATH     the embedded data set, the registry, a data scan
+    workshop grade SUBMISSIONS... [--out DIR]      grade a class's notebooks (or --self NOTEBOOK)
     workshop torchrun [TORCHRUN OPTIONS] train ... torchrun -m workshop train ..., failures in one line
 
 Under torchrun (``torchrun --nproc_per_node N -m workshop train --config FILE``) every process runs
@@ -85,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("name")
     v = dsub.add_parser("verify", help="verify a downloaded data set")
     v.add_argument("name")
+
+    from workshop.grading.cli import add_grade_parser
+
+    add_grade_parser(sub)
     return parser
 
 
@@ -205,6 +210,12 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 2
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    from workshop.grading.cli import cmd_grade as grade_command
+
+    return grade_command(args)
+
+
 COMMANDS = {
     "quickstart": cmd_quickstart,
     "train": cmd_train,
@@ -212,6 +223,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "doctor": cmd_doctor,
     "data": cmd_data,
+    "grade": cmd_grade,
 }
 
 

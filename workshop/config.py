@@ -41,6 +41,7 @@ SCHEDULERS = ("cosine", "onecycle", "step", "none")
 MONITORS = ("iou", "dice", "loss")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DECODERS = ("light", "standard")  # model.decoder; see workshop.models.LIGHT_DECODER_CHANNELS
+VIEWS = ("auto", "upright", "top_down")  # augment.view; see workshop.recipe.VIEW_BY_SOURCE
 
 # Allowed values for string fields, by "section.key".
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -48,6 +49,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.source": SOURCES,
     "data.task": TASKS,
     "model.decoder": DECODERS,
+    "augment.view": VIEWS,
     "train.optimizer": OPTIMIZERS,
     "train.scheduler": SCHEDULERS,
     "train.monitor": MONITORS,
@@ -85,6 +87,7 @@ class AugmentConfig:
     shift_scale_rotate: float = 0.3
     color_jitter: float = 0.3
     noise: float = 0.2
+    view: str = "auto"  # upright (no vflip/rotate90) | top_down (aerial, microscopy) | auto: from data.source
 
 
 @dataclass
@@ -196,7 +199,8 @@ def load_config(
     profile = resolve_profile(profile or from_file.get("profile"))
     merged: dict[str, Any] = {"profile": profile}
     _deep_update(merged, copy.deepcopy(PROFILE_OVERRIDES[profile]))
-    _deep_update(merged, {k: v for k, v in from_file.items() if k != "profile"})
+    # a run's config.yaml also holds the recipe's record of its choices (workshop.recipe): not settings
+    _deep_update(merged, {k: v for k, v in from_file.items() if k not in ("profile", "recipe")})
     if overrides:
         _deep_update(merged, _parse_overrides(overrides))
     return _build(Config, merged, prefix="")

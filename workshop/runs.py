@@ -81,8 +81,9 @@ def train_from_config(
     Returns:
         The ``FitResult`` (history, best epoch, run folder).
     """
-    from workshop.data.loaders import class_names, make_loaders
+    from workshop.data.loaders import class_names
     from workshop.losses import create_loss
+    from workshop import recipe
 
     if resume is not None:
         run_path = Path(resume)
@@ -93,10 +94,15 @@ def train_from_config(
     seed_everything(cfg.train.seed)
     t0 = time.monotonic()
     label_map = check_data(cfg, log)
-    train_loader, val_loader = make_loaders(cfg, device)
+    recorded = recipe.read_recorded_plan(run_path / "config.yaml") if resume is not None else None
+    data = recipe.prepare_data(cfg, device, recorded=recorded)  # views, fingerprint, batch size, loaders
+    cfg, plan, train_loader, val_loader = data.cfg, data.plan, data.train_loader, data.val_loader
     log(f"data: {len(train_loader.dataset)} training / {len(val_loader.dataset)} validation images "
         f"({cfg.data.source}, {cfg.data.task}, {cfg.data.image_size}px) checked and ready in {time.monotonic() - t0:.1f}s")
     names = list(class_names(cfg, label_map))
+    from workshop.fingerprint import describe
+
+    log(describe(plan.fingerprint, names))
     num_classes = len(names)
     model = build_model(cfg, num_classes)
     widths = getattr(model, "decoder_channels", None)
@@ -105,11 +111,18 @@ def train_from_config(
         f"{getattr(model, 'weights_source', cfg.model.encoder_weights)}; device: {device}")
     loss_fn = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index)
     optimizer = make_optimizer(model, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
-    scheduler = make_scheduler(optimizer, cfg.train.scheduler, cfg.train.lr, cfg.train.epochs, len(train_loader))
+    t_budget = time.monotonic()  # the budget covers calibration, training, validation and checkpoints
+    if cfg.train.max_minutes and recorded is None:
+        timing = recipe.calibrate(model, loss_fn, lambda m: make_optimizer(m, cfg.train.optimizer, cfg.train.lr,
+                                  cfg.train.weight_decay), train_loader, val_loader, device)
+        recipe.lay_over_budget(plan, cfg, timing, time.monotonic() - t_budget)
+        cfg.train.epochs = plan.epochs
+    scheduler = make_scheduler(optimizer, cfg.train.scheduler, cfg.train.lr, total_steps=plan.total_steps)
+    log(plan.explain())
     try:
         run_path.mkdir(parents=True, exist_ok=True)
         if resume is None:
-            save_config(cfg, run_path / "config.yaml")
+            recipe.record_plan(cfg, plan, run_path / "config.yaml")
     except OSError as exc:
         raise WorkshopError(
             f"cannot write the run folder {run_path}: {exc.strerror or exc} (choose another folder with --run-dir)"
@@ -127,13 +140,21 @@ def train_from_config(
         model, train_loader, val_loader, loss_fn, optimizer, cfg.train.epochs, device,
         scheduler=scheduler, run_dir=run_path, num_classes=num_classes, monitor=cfg.train.monitor,
         threshold=cfg.train.threshold, ignore_index=cfg.data.ignore_index, amp=cfg.train.amp,
-        max_minutes=cfg.train.max_minutes, seed=cfg.train.seed, progress=cfg.train.progress,
-        resume=resume, on_epoch_end=report,
-        extra_state={"config": cfg.to_dict(), "class_names": names},
+        max_minutes=_remaining_minutes(cfg, t_budget), seed=cfg.train.seed, progress=cfg.train.progress,
+        resume=resume, on_epoch_end=report, max_steps=plan.total_steps,
+        extra_state={"config": cfg.to_dict(), "class_names": names, "recipe": plan.to_dict()},
     )
     if result.history:
+        recipe.summarize_against_baselines(result, data.val_ds, len(names), cfg, names, log)
         write_run_figures(result, model, val_loader, device)
     return result
+
+
+def _remaining_minutes(cfg: Config, t_budget: float) -> float | None:
+    """What is left of ``train.max_minutes`` after the calibration (fit's hard stop)."""
+    if not cfg.train.max_minutes:
+        return None
+    return max(cfg.train.max_minutes - (time.monotonic() - t_budget) / 60.0, 1e-3)
 
 
 MAX_REPORT_LINES = 20
@@ -246,6 +267,7 @@ def summarize(result: FitResult) -> str:
     lines = [
         f"finished ({result.stopped_reason}): best epoch {best.get('epoch')} "
         f"val IoU {best.get('val_iou', float('nan')):.4f}, val Dice {best.get('val_dice', float('nan')):.4f}",
+        *result.summary.get("lines", []),  # steps run, the trivial baselines (workshop.recipe)
         f"run folder: {run}",
     ]
     for name in ("config.yaml", "metrics.json", "checkpoints/best.pt", "curves.png", "predictions.png"):

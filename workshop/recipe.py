@@ -389,8 +389,8 @@ def steps_in_budget(available_s: float, step_s: float, per_epoch_s: float, steps
         (total steps, epochs); at least (1, 1).
 
     Example:
-        >>> steps_in_budget(100.0, 1.0, 5.0, 10)   # 15 s per epoch: 6 epochs (90 s), then 5 s left: 0 steps
-        (60, 6)
+        >>> steps_in_budget(100.0, 1.0, 5.0, 10)   # 15 s per epoch: 6 epochs (90 s), then 5 steps + validation
+        (65, 7)
         >>> steps_in_budget(100.0, 1.0, 5.0, 20)   # 25 s per epoch: 4 epochs exactly
         (80, 4)
         >>> steps_in_budget(50.0, 1.0, 5.0, 20)    # 2 epochs (50 s)
@@ -425,6 +425,14 @@ def lay_over_budget(plan: RecipePlan, cfg: Config, timing: dict[str, float], ela
     plan.budget_s = budget_s
     plan.step_s, plan.val_s, plan.checkpoint_s = timing["step_s"], timing["val_s"], timing["checkpoint_s"]
     available = budget_s * (1 - BUDGET_RESERVE) - elapsed_s
+    one_epoch_part = plan.step_s + plan.val_s + plan.checkpoint_s
+    if available < one_epoch_part:
+        plan.warnings.append(
+            f"the budget of {cfg.train.max_minutes:g} min leaves {max(available, 0):.1f} s after the calibration, less "
+            f"than one step and a validation ({one_epoch_part:.1f} s) on this machine: the configured "
+            f"{plan.epochs} epoch(s) start and the clock stops them (the schedule will not complete)")
+        _check_steps(plan, cfg)
+        return plan
     total, epochs = steps_in_budget(available, plan.step_s, plan.val_s + plan.checkpoint_s, plan.steps_per_epoch)
     plan.total_steps, plan.epochs = total, epochs
     plan.choose(
@@ -433,9 +441,6 @@ def lay_over_budget(plan: RecipePlan, cfg: Config, timing: dict[str, float], ela
         f"per validation and checkpoints (measured in {timing['seconds']:.1f} s) leave room for {total} steps in "
         f"{available:.0f} s; the {cfg.train.scheduler} schedule is laid over these {total} steps",
     )
-    if available < plan.step_s + plan.val_s:
-        plan.warnings.append(f"the budget of {cfg.train.max_minutes:g} min is shorter than one step and a validation "
-                             f"({plan.step_s + plan.val_s:.1f} s) on this machine")
     _check_steps(plan, cfg)
     return plan
 

@@ -28,8 +28,8 @@ Example:
     >>> plan = plan_recipe(load_config(profile="smoke"), num_train=24)
     >>> plan.batch_size, plan.steps_per_epoch, plan.total_steps
     (4, 6, 6)
-    >>> print(plan.explain().splitlines()[1])
-      data.batch_size = 4 (configured 8): 24 training images: at most a quarter of them per batch, so an epoch has at least 4 steps
+    >>> print(plan.explain().splitlines()[2])
+      data.batch_size = 4 (configured 8): 24 training images: at most a quarter of them per batch (a power of two), so an epoch has at least 4 steps
 
 Taught in: notebooks/07_training.ipynb
 """

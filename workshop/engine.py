@@ -388,6 +388,7 @@ def fit(
     on_epoch_end: Callable[[list[dict[str, Any]]], None] | None = None,
     extra_state: dict[str, Any] | None = None,
     max_steps: int | None = None,
+    deadline: float | None = None,
 ) -> FitResult:
     """Train for ``epochs`` epochs, validating after each and keeping the best checkpoint.
 
@@ -406,6 +407,8 @@ def fit(
         extra_state: stored in every checkpoint (e.g. the config, class names).
         max_steps: optimiser steps of the whole run (the schedule's length, see
             ``workshop.recipe``); the run ends when they are done, even within an epoch.
+        deadline: ``time.monotonic()`` at which ``max_minutes`` ends, when the budget started
+            before ``fit`` (the recipe's calibration counts in it); default: now + ``max_minutes``.
 
     Returns:
         ``FitResult`` with the history (one dict per epoch: train/val loss, IoU, Dice, lr, times).
@@ -453,7 +456,8 @@ def fit(
             **more,
         }
 
-    deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
+    if deadline is None:
+        deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
     t_run = time.monotonic()
     prior_elapsed = result.history[-1]["elapsed_s"] if result.history else 0.0
     train_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index, threshold=threshold)
@@ -504,7 +508,8 @@ def fit(
                 result.stopped_reason = f"time budget of {max_minutes} min reached"
                 break
             if max_steps is not None and steps_done >= max_steps:
-                result.stopped_reason = f"schedule complete: {steps_done} optimiser steps"
+                if epoch < epochs:
+                    result.stopped_reason = f"schedule complete: {steps_done} optimiser steps"
                 break
     except KeyboardInterrupt:
         result.stopped_reason = "interrupted"

@@ -140,8 +140,9 @@ def train_from_config(
         model, train_loader, val_loader, loss_fn, optimizer, cfg.train.epochs, device,
         scheduler=scheduler, run_dir=run_path, num_classes=num_classes, monitor=cfg.train.monitor,
         threshold=cfg.train.threshold, ignore_index=cfg.data.ignore_index, amp=cfg.train.amp,
-        max_minutes=_remaining_minutes(cfg, t_budget), seed=cfg.train.seed, progress=cfg.train.progress,
+        max_minutes=cfg.train.max_minutes, seed=cfg.train.seed, progress=cfg.train.progress,
         resume=resume, on_epoch_end=report, max_steps=plan.total_steps,
+        deadline=t_budget + cfg.train.max_minutes * 60 if cfg.train.max_minutes else None,
         extra_state={"config": cfg.to_dict(), "class_names": names, "recipe": plan.to_dict()},
     )
     if result.history:
@@ -149,12 +150,6 @@ def train_from_config(
         write_run_figures(result, model, val_loader, device)
     return result
 
-
-def _remaining_minutes(cfg: Config, t_budget: float) -> float | None:
-    """What is left of ``train.max_minutes`` after the calibration (fit's hard stop)."""
-    if not cfg.train.max_minutes:
-        return None
-    return max(cfg.train.max_minutes - (time.monotonic() - t_budget) / 60.0, 1e-3)
 
 
 MAX_REPORT_LINES = 20

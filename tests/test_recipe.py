@@ -141,12 +141,28 @@ def test_budget_lays_the_schedule_over_the_calibrated_steps() -> None:
     timing = {"step_s": 0.5, "val_s": 3.0, "checkpoint_s": 1.0, "seconds": 2.0}
     monkey_reserve = recipe.BUDGET_RESERVE
     recipe.lay_over_budget(plan, cfg, timing, elapsed_s=2.0)
-    available = 120 * (1 - monkey_reserve) - 2.0  # 113.2 s with 4 % kept free; one epoch: 14 x 0.5 + 4 = 11 s
+    available = 120 * (1 - monkey_reserve) - 2.0  # 113.2 s with 4 % kept free
     assert available == pytest.approx(113.2)
-    # 10 epochs = 110 s; the 3.2 s left cannot hold a step and its 4 s validation
-    assert (plan.epochs, plan.total_steps) == (10, 140)
+    # one pass: 14 x 0.5 = 7 s against 4 s of validation + checkpoints (36 %): 6 passes would bring that under
+    # 10 % (4 <= 0.1 x 46), but then 113.2 s hold only 2 epochs; 2 passes keep 6 validations (113.2 / 18 >= 6)
+    assert plan.passes_per_epoch == 2
+    # 2 x 232 = 464 = 29 batches of 16 exactly; an epoch is 29 x 0.5 + 4 = 18.5 s: 6 epochs (111 s), 2.2 s left < 4 s
+    assert (plan.drop_last, plan.steps_per_epoch, plan.epochs, plan.total_steps) == (False, 29, 6, 174)
     why = {c.key: c.why for c in plan.choices}["train.epochs"]
     assert f"laid over these {plan.total_steps} steps" in why and "0.500 s per step" in why
+
+
+def test_a_small_set_validates_every_few_passes_under_a_budget() -> None:
+    cfg = load_config(profile="cpu", overrides={"train": {"max_minutes": 1.0}})
+    plan = recipe.plan_recipe(cfg, num_train=24)  # batch 4, 6 steps per pass
+    timing = {"step_s": 0.125, "val_s": 0.25, "checkpoint_s": 0.25, "seconds": 1.5}
+    recipe.lay_over_budget(plan, cfg, timing, elapsed_s=1.5)
+    # a pass is 0.75 s; 0.5 s of validation + checkpoints is at most 10 % of 6 passes (0.1 x 5 s)
+    assert (plan.passes_per_epoch, plan.steps_per_epoch) == (6, 36)
+    # 60 x 0.96 - 1.5 = 56.1 s: 11 epochs of 5 s, then 1.1 s: 4 steps (0.5 s) + a validation (0.5 s)
+    assert (plan.epochs, plan.total_steps) == (12, 400)
+    loader = recipe.train_loader_for(plan, list(range(24)), cfg)
+    assert len(loader) == 36 and sum(len(b) for b in loader) == 144
 
 
 # ----------------------------------------------------------------------------- views and augmentations

@@ -76,6 +76,8 @@ MIN_TOTAL_STEPS = 100
 BUDGET_RESERVE = 0.04  # share of the budget kept free for the variation of step times
 PRELOAD_MAX_BYTES = 2 * 2**30  # decode once and keep in memory below this size
 CALIBRATION_STEPS = 4  # timed steps, after one warm-up step
+MAX_OVERHEAD_SHARE = 0.1  # validation + checkpoints: at most this share of an epoch under a budget ...
+MIN_VALIDATIONS = 6  # ... while the budget still holds this many validations
 
 
 @dataclass
@@ -118,6 +120,7 @@ class RecipePlan:
     val_s: float | None = None
     checkpoint_s: float | None = None
     preload: bool = False
+    passes_per_epoch: int = 1
     choices: list[Choice] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     fingerprint: Any | None = None
@@ -147,6 +150,7 @@ class RecipePlan:
             "batch_size": self.batch_size,
             "drop_last": self.drop_last,
             "num_train": self.num_train,
+            "passes_per_epoch": self.passes_per_epoch,
             "preload": self.preload,
         }
         if self.budget_s is not None:
@@ -433,6 +437,7 @@ def lay_over_budget(plan: RecipePlan, cfg: Config, timing: dict[str, float], ela
             f"{plan.epochs} epoch(s) start and the clock stops them (the schedule will not complete)")
         _check_steps(plan, cfg)
         return plan
+    choose_passes_per_epoch(plan, available)
     total, epochs = steps_in_budget(available, plan.step_s, plan.val_s + plan.checkpoint_s, plan.steps_per_epoch)
     plan.total_steps, plan.epochs = total, epochs
     plan.choose(
@@ -443,6 +448,50 @@ def lay_over_budget(plan: RecipePlan, cfg: Config, timing: dict[str, float], ela
     )
     _check_steps(plan, cfg)
     return plan
+
+
+def choose_passes_per_epoch(plan: RecipePlan, available_s: float) -> int:
+    """Under a budget, how many passes over the training set make one epoch (one validation).
+
+    A small training set makes short epochs, and validating and writing checkpoints after each
+    one can take more time than the training. The epoch grows by whole passes until validation and
+    checkpoints take at most ``MAX_OVERHEAD_SHARE`` of it, but not beyond the point where the
+    budget holds fewer than ``MIN_VALIDATIONS`` epochs. Changes ``plan`` (passes, drop_last, steps
+    per epoch) and returns the number of passes.
+    """
+    per = (plan.val_s or 0.0) + (plan.checkpoint_s or 0.0)
+    step_s = plan.step_s or 0.0
+    one = steps_per_epoch(plan.num_train, plan.batch_size, plan.drop_last)
+    k = 1
+    while k < 64 and per > MAX_OVERHEAD_SHARE * (k * one * step_s + per):
+        k += 1
+    while k > 1 and available_s / (k * one * step_s + per) < MIN_VALIDATIONS:
+        k -= 1
+    if k > 1:
+        plan.passes_per_epoch = k
+        plan.drop_last, why_drop = choose_drop_last(k * plan.num_train, plan.batch_size)
+        plan.steps_per_epoch = steps_per_epoch(k * plan.num_train, plan.batch_size, plan.drop_last)
+        plan.choose("drop_last", plan.drop_last, "auto", why_drop)
+        plan.choose("passes_per_epoch", k, 1,
+                    f"validation and checkpoints take {per:.1f} s against {one * step_s:.1f} s for one pass over the "
+                    f"{plan.num_train} training images: an epoch of {k} passes ({plan.steps_per_epoch} steps) keeps them "
+                    f"under {MAX_OVERHEAD_SHARE:.0%} of the time")
+    return k
+
+
+def train_loader_for(plan: RecipePlan, train_ds: Dataset, cfg: Config, device: torch.device | None = None):
+    """The training DataLoader of ``plan``: its batch size, drop_last and passes per epoch, a seeded shuffle.
+
+    ``engine.fit`` re-seeds ``loader.generator`` every epoch; the sampler draws from the same
+    generator, so the order of every epoch follows from the seed.
+    """
+    from workshop.env import data_loader_kwargs
+
+    generator = torch.Generator().manual_seed(cfg.train.seed)
+    kwargs = data_loader_kwargs(device or torch.device("cpu"), cfg.data.num_workers)
+    sampler = torch.utils.data.RandomSampler(train_ds, num_samples=plan.passes_per_epoch * len(train_ds), generator=generator)
+    return torch.utils.data.DataLoader(train_ds, batch_size=plan.batch_size, sampler=sampler, drop_last=plan.drop_last,
+                                       generator=generator, **kwargs)
 
 
 # ----------------------------------------------------------------------------- data in memory
@@ -537,6 +586,12 @@ class PreparedData:
     train_loader: Any
     val_loader: Any
     plan: RecipePlan
+    device: torch.device | None = None
+
+    def rebuild_train_loader(self):
+        """The training loader again, after the budget changed the plan (passes per epoch)."""
+        self.train_loader = train_loader_for(self.plan, self.train_ds, self.cfg, self.device)
+        return self.train_loader
 
 
 def prepare_data(
@@ -588,7 +643,8 @@ def prepare_data(
     if recorded:
         plan.batch_size = int(recorded["batch_size"])
         plan.drop_last = bool(recorded["drop_last"])
-        plan.steps_per_epoch = steps_per_epoch(len(train_ds), plan.batch_size, plan.drop_last)
+        plan.passes_per_epoch = int(recorded.get("passes_per_epoch", 1))
+        plan.steps_per_epoch = steps_per_epoch(plan.passes_per_epoch * len(train_ds), plan.batch_size, plan.drop_last)
         plan.epochs = int(recorded["epochs"])
         plan.total_steps = int(recorded["total_steps"])
         plan.budget_s = recorded.get("budget_s")
@@ -597,11 +653,9 @@ def prepare_data(
     eff.data.batch_size = plan.batch_size
     eff.train.epochs = plan.epochs
     kwargs = data_loader_kwargs(device or torch.device("cpu"), eff.data.num_workers)
-    train_loader = torch.utils.data.DataLoader(
-        train_ds, batch_size=plan.batch_size, shuffle=True, drop_last=plan.drop_last,
-        generator=torch.Generator().manual_seed(eff.train.seed), **kwargs)
+    train_loader = train_loader_for(plan, train_ds, eff, device)
     val_loader = torch.utils.data.DataLoader(val_ds, batch_size=plan.batch_size, shuffle=False, drop_last=False, **kwargs)
-    return PreparedData(eff, train_ds, val_ds, train_loader, val_loader, plan)
+    return PreparedData(eff, train_ds, val_ds, train_loader, val_loader, plan, device)
 
 
 # ----------------------------------------------------------------------------- config.yaml

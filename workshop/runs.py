@@ -117,6 +117,7 @@ def train_from_config(
                                   cfg.train.weight_decay), train_loader, val_loader, device)
         recipe.lay_over_budget(plan, cfg, timing, time.monotonic() - t_budget)
         cfg.train.epochs = plan.epochs
+        train_loader = data.rebuild_train_loader()  # the plan may make an epoch several passes
     scheduler = make_scheduler(optimizer, cfg.train.scheduler, cfg.train.lr, total_steps=plan.total_steps)
     log(plan.explain())
     try:

@@ -42,6 +42,7 @@ MONITORS = ("iou", "dice", "loss")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DECODERS = ("light", "standard")  # model.decoder; see workshop.models.LIGHT_DECODER_CHANNELS
 VIEWS = ("auto", "upright", "top_down")  # augment.view; see workshop.recipe.VIEW_BY_SOURCE
+CLASS_WEIGHTS = ("auto", "none", "sqrt_inverse", "inverse")  # train.class_weights; see workshop.recipe
 
 # Allowed values for string fields, by "section.key".
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -50,6 +51,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.task": TASKS,
     "model.decoder": DECODERS,
     "augment.view": VIEWS,
+    "train.class_weights": CLASS_WEIGHTS,
     "train.optimizer": OPTIMIZERS,
     "train.scheduler": SCHEDULERS,
     "train.monitor": MONITORS,
@@ -110,6 +112,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     scheduler: str = "onecycle"
     loss: str = "dice_bce"
+    class_weights: str = "auto"  # auto: square-root inverse frequency for imbalanced multiclass data
     monitor: str = "iou"  # metric that picks the best checkpoint
     threshold: float = 0.5
     amp: bool = True  # mixed precision, used on CUDA only

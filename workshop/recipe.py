@@ -78,6 +78,7 @@ PRELOAD_MAX_BYTES = 2 * 2**30  # decode once and keep in memory below this size
 CALIBRATION_STEPS = 4  # timed steps, after one warm-up step
 MAX_OVERHEAD_SHARE = 0.1  # validation + checkpoints: at most this share of an epoch under a budget ...
 MIN_VALIDATIONS = 6  # ... while the budget still holds this many validations
+IMBALANCE_FOR_WEIGHTS = 10.0  # class_weights=auto weighs multiclass losses when shares differ this much
 
 
 @dataclass
@@ -121,6 +122,7 @@ class RecipePlan:
     checkpoint_s: float | None = None
     preload: bool = False
     passes_per_epoch: int = 1
+    class_weights: list[float] | None = None
     choices: list[Choice] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     fingerprint: Any | None = None
@@ -152,6 +154,7 @@ class RecipePlan:
             "num_train": self.num_train,
             "passes_per_epoch": self.passes_per_epoch,
             "preload": self.preload,
+            "class_weights": None if self.class_weights is None else [round(w, 4) for w in self.class_weights],
         }
         if self.budget_s is not None:
             out["budget_s"] = round(self.budget_s, 1)
@@ -326,50 +329,46 @@ def calibrate(
     device: torch.device | str = "cpu",
     steps: int = CALIBRATION_STEPS,
     checkpoint_dir: str | os.PathLike | None = None,
+    num_classes: int = 2,
+    ignore_index: int | None = 255,
 ) -> dict[str, float]:
     """Time this machine: training steps, a validation pass and an epoch's checkpoints.
 
-    Real steps on real batches, on a throwaway copy of the model (so the run itself starts from
-    the untouched model); the first step is a warm-up and is not timed.
+    Real steps of ``engine.train_one_epoch`` (batch loading, the step, the training metrics) on
+    real batches, and ``engine.evaluate`` on the first validation batches, on a throwaway copy of
+    the model (so the run itself starts from the untouched model); the first step is a warm-up
+    and is not timed.
 
     Returns:
         ``{"step_s", "val_s", "checkpoint_s", "seconds"}``: seconds per training step, per full
         validation pass (estimated from its first batches), per epoch of checkpoint writing
         (``best.pt`` + ``last.pt``), and how long the calibration took.
     """
-    from workshop.engine import save_checkpoint
+    import itertools
+
+    from workshop.engine import evaluate, save_checkpoint, train_one_epoch
+    from workshop.metrics import SegmentationMetrics
 
     t_start = time.monotonic()
     device = torch.device(device)
     probe = copy.deepcopy(model).to(device)
     optimizer = optimizer_factory(probe)
-    probe.train()
-    times: list[float] = []
-    batches = iter(train_loader)
-    for i in range(steps + 1):
+
+    def steps_of_the_real_loop(n: int) -> float:
+        # engine.train_one_epoch itself: batch loading, the step, the training metrics, the checks
+        metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
         t0 = time.monotonic()
-        try:
-            batch = next(batches)
-        except StopIteration:
-            batches = iter(train_loader)
-            batch = next(batches)
-        loss = loss_fn(probe(batch["image"].to(device)), batch["mask"].to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_one_epoch(probe, train_loader, loss_fn, optimizer, device, metrics=metrics, max_steps=n)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        times.append(time.monotonic() - t0)
-    step_s = float(np.median(times[1:] if len(times) > 1 else times))
-    probe.eval()
+        return time.monotonic() - t0
+
+    steps_of_the_real_loop(1)  # warm-up: first allocations, lazy initialisation
+    step_s = steps_of_the_real_loop(steps) / steps
     val_batches = len(val_loader)
-    timed, t0 = 0, time.monotonic()
-    with torch.no_grad():
-        for batch in val_loader:
-            probe(batch["image"].to(device))
-            timed += 1
-            if timed >= 2:
-                break
+    timed = min(2, val_batches)
+    t0 = time.monotonic()
+    evaluate(probe, itertools.islice(val_loader, timed), loss_fn, device, num_classes=num_classes, ignore_index=ignore_index)
     val_s = (time.monotonic() - t0) / max(timed, 1) * val_batches
     state = {"model": probe.state_dict(), "optimizer": optimizer.state_dict()}
     with tempfile.TemporaryDirectory(dir=checkpoint_dir) as tmp:
@@ -448,6 +447,49 @@ def lay_over_budget(plan: RecipePlan, cfg: Config, timing: dict[str, float], ela
     )
     _check_steps(plan, cfg)
     return plan
+
+
+def choose_class_weights(cfg: Config, fingerprint: Any | None, plan: RecipePlan | None = None) -> list[float] | None:
+    """Loss weights per class from the training set's class shares (``train.class_weights``).
+
+    ``auto``: a multiclass task whose most common class has at least ``IMBALANCE_FOR_WEIGHTS``
+    times the pixels of its rarest present class gets square-root inverse-frequency weights
+    (``workshop.multiclass.inverse_frequency_weights(power=0.5)``, notebook 09); anything else, none.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> cfg = NS(train=NS(class_weights="auto"), data=NS(task="multiclass"))
+        >>> [round(w, 3) for w in choose_class_weights(cfg, NS(class_shares=[0.64, 0.32, 0.04]))]
+        [0.798, 1.129, 3.193]
+    """
+    from workshop.multiclass import inverse_frequency_weights
+
+    mode = getattr(cfg.train, "class_weights", "none")
+    shares = list(getattr(fingerprint, "class_shares", []) or [])
+    present = [s for s in shares if s > 0]
+    weights, why = None, "none"
+    if mode == "auto":
+        if cfg.data.task != "multiclass" or len(present) < 2:
+            why = "auto: no weights for a binary task (the Dice part of the loss balances it)" if cfg.data.task == "binary" \
+                else "auto: fewer than two classes present"
+        else:
+            ratio = max(present) / min(present)
+            if ratio >= IMBALANCE_FOR_WEIGHTS:
+                weights = inverse_frequency_weights(shares, power=0.5)
+                why = (f"auto: the most common class has {ratio:.0f}x the pixels of the rarest (fingerprint): "
+                       "square-root inverse-frequency weights")
+            else:
+                why = f"auto: class shares within {ratio:.1f}x of each other: no weights"
+    elif mode in ("sqrt_inverse", "inverse"):
+        if not present:
+            raise ValueError("train.class_weights needs class shares, and the training masks have no labelled pixel")
+        weights = inverse_frequency_weights(shares, power=0.5 if mode == "sqrt_inverse" else 1.0)
+        why = f"train.class_weights={mode}, from the training set's class shares"
+    if plan is not None:
+        plan.class_weights = None if weights is None else [float(w) for w in weights]
+        shown = "none" if weights is None else "[" + ", ".join(f"{w:.2f}" for w in weights) + "]"
+        plan.choose("train.class_weights", shown, mode, why)
+    return weights
 
 
 def choose_passes_per_epoch(plan: RecipePlan, available_s: float) -> int:
@@ -639,6 +681,7 @@ def prepare_data(
     plan = plan_recipe(cfg_v, train_ds, fingerprint=fp)
     plan.choices = [c for c in probe.choices] + [c for c in plan.choices if not c.key.startswith("augment.")]
     plan.preload = bool(want and can_preload)
+    choose_class_weights(cfg, fp, plan)
     plan.choose("data.preload", plan.preload, "auto", why_preload)
     if recorded:
         plan.batch_size = int(recorded["batch_size"])
@@ -648,6 +691,7 @@ def prepare_data(
         plan.epochs = int(recorded["epochs"])
         plan.total_steps = int(recorded["total_steps"])
         plan.budget_s = recorded.get("budget_s")
+        plan.class_weights = recorded.get("class_weights")
         plan.choose("train.epochs", plan.epochs, cfg.train.epochs, f"resumed run: its recorded plan of {plan.total_steps} steps is kept")
     eff = copy.deepcopy(cfg_v)
     eff.data.batch_size = plan.batch_size

@@ -109,12 +109,14 @@ def train_from_config(
     decoder = f"decoder {'-'.join(map(str, widths))}" if widths else "standard decoder"
     log(f"model: {cfg.model.arch} / {cfg.model.encoder} ({decoder}), weights: "
         f"{getattr(model, 'weights_source', cfg.model.encoder_weights)}; device: {device}")
-    loss_fn = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index)
+    loss_fn = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index,
+                          class_weights=plan.class_weights)
     optimizer = make_optimizer(model, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
     t_budget = time.monotonic()  # the budget covers calibration, training, validation and checkpoints
     if cfg.train.max_minutes and recorded is None:
         timing = recipe.calibrate(model, loss_fn, lambda m: make_optimizer(m, cfg.train.optimizer, cfg.train.lr,
-                                  cfg.train.weight_decay), train_loader, val_loader, device)
+                                  cfg.train.weight_decay), train_loader, val_loader, device,
+                                  num_classes=num_classes, ignore_index=cfg.data.ignore_index)
         recipe.lay_over_budget(plan, cfg, timing, time.monotonic() - t_budget)
         cfg.train.epochs = plan.epochs
         train_loader = data.rebuild_train_loader()  # the plan may make an epoch several passes

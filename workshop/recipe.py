@@ -66,7 +66,6 @@ VIEW_BY_SOURCE: dict[str, str] = {
     "human_seg": "upright",  # photos of people
     "pets": "upright",  # photos of cats and dogs
     "pennfudan": "upright",  # pedestrians
-    "kudzu": "upright",  # photos of vegetation taken from the ground
 }
 """The usual view of each registered data source; any other source defaults to ``upright``."""
 

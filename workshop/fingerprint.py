@@ -34,6 +34,9 @@ __all__ = ["Fingerprint", "fingerprint_masks", "fingerprint_dataset", "fingerpri
 DEFAULT_MAX_IMAGES = 400
 """At most this many images are read for a fingerprint (evenly spaced over the data set)."""
 
+MIN_OBJECT_SHARE = 0.001
+"""Connected regions smaller than this share of their image are specks, not objects (counted apart)."""
+
 
 @dataclass
 class Fingerprint:
@@ -47,7 +50,8 @@ class Fingerprint:
         class_shares: share of the labelled pixels per class id (sums to 1).
         ignored_share: share of all pixels equal to the ignore index.
         empty_images: binary: images without any foreground pixel.
-        objects_per_image: binary: median number of connected foreground regions per image.
+        objects_per_image: binary: median number of connected foreground regions per image
+            (regions under ``MIN_OBJECT_SHARE`` of the image are specks, counted in ``notes``).
         object_area: binary: (smallest, median, largest) object area as a share of its image.
     """
 
@@ -126,7 +130,7 @@ def fingerprint_masks(
         num_classes = 2
     counts = np.zeros(max(num_classes or 0, 2), dtype=np.int64)
     ignored = total = 0
-    empty = 0
+    empty = specks = 0
     objects: list[int] = []
     areas: list[float] = []
     for raw in masks:
@@ -147,8 +151,11 @@ def fingerprint_masks(
                 objects.append(0)
                 continue
             n, _, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
-            objects.append(n - 1)
-            areas.extend((stats[1:, cv2.CC_STAT_AREA] / m.size).tolist())
+            shares = stats[1:, cv2.CC_STAT_AREA] / m.size
+            kept = shares[shares >= MIN_OBJECT_SHARE] if (shares >= MIN_OBJECT_SHARE).any() else shares[[int(np.argmax(shares))]]
+            specks += len(shares) - len(kept)
+            objects.append(len(kept))
+            areas.extend(kept.tolist())
     labelled = counts.sum()
     shares = (counts / labelled).tolist() if labelled else [0.0] * counts.size
     heights = [int(s[0]) for s in sizes]
@@ -168,6 +175,8 @@ def fingerprint_masks(
         fp.object_area = tuple(round(v, 6) for v in _three(areas)) if areas else None  # type: ignore[assignment]
     if labelled == 0:
         fp.notes.append("no labelled pixel at all: every mask is ignore index")
+    if specks:
+        fp.notes.append(f"{specks} foreground speck(s) under {MIN_OBJECT_SHARE:.1%} of their image left out of the object sizes")
     return fp
 
 
@@ -288,3 +297,42 @@ def describe(fp: Fingerprint, class_names: Sequence[str] | None = None) -> str:
             lines.append("  objects: none (no foreground pixel in any mask)")
     lines += [f"  note: {n}" for n in fp.notes]
     return "\n".join(lines)
+
+
+def describe_path(
+    path: Any,
+    images_dir: str | None = None,
+    masks_dir: str | None = None,
+    task: str = "binary",
+    ignore_index: int | None = 255,
+    max_images: int | None = DEFAULT_MAX_IMAGES,
+) -> str | None:
+    """The fingerprint of the data ``workshop data check PATH`` looked at, as text (None when not readable).
+
+    Finds the pairs of the two plain layouts the way the check does (``images/`` + ``masks/`` or
+    ``masks/binary``, or a CSV of pairs) with ``workshop.data``'s public functions; a layout it
+    cannot pair gives None (the check's report already says why).
+    """
+    from pathlib import Path
+
+    from workshop.data.datasets import match_by_stem, read_pairs_csv
+    from workshop.errors import DataError
+
+    root = Path(path).expanduser()
+    try:
+        if root.is_file():
+            pairs = read_pairs_csv(root)
+        elif images_dir is None and masks_dir is None and not (root / "images").is_dir():
+            csvs = sorted(root.glob("*.csv"))
+            if not csvs:
+                return None
+            pairs = read_pairs_csv(root / "train.csv" if (root / "train.csv").is_file() else csvs[0])
+        else:
+            images = root / (images_dir or "images")
+            masks = root / masks_dir if masks_dir else root / "masks"
+            if masks_dir is None and (masks / task).is_dir():
+                masks = masks / task
+            pairs = match_by_stem(images, masks)
+        return describe(fingerprint_pairs(pairs, task, None, ignore_index, max_images))
+    except (DataError, OSError, ValueError):
+        return None

@@ -387,7 +387,7 @@ def fit(
     resume: str | os.PathLike | None = None,
     on_epoch_end: Callable[[list[dict[str, Any]]], None] | None = None,
     extra_state: dict[str, Any] | None = None,
-    max_steps: int | None = None,
+    max_steps: int | Callable[[], int] | None = None,
     deadline: float | None = None,
 ) -> FitResult:
     """Train for ``epochs`` epochs, validating after each and keeping the best checkpoint.
@@ -406,7 +406,8 @@ def fit(
         on_epoch_end: called with the history after every epoch (e.g. a live plot).
         extra_state: stored in every checkpoint (e.g. the config, class names).
         max_steps: optimiser steps of the whole run (the schedule's length, see
-            ``workshop.recipe``); the run ends when they are done, even within an epoch.
+            ``workshop.recipe``); the run ends when they are done, even within an epoch. A
+            callable is asked at every epoch (the recipe re-plans against the clock).
         deadline: ``time.monotonic()`` at which ``max_minutes`` ends, when the budget started
             before ``fit`` (the recipe's calibration counts in it); default: now + ``max_minutes``.
 
@@ -463,16 +464,17 @@ def fit(
     train_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index, threshold=threshold)
     epoch = start_epoch - 1
     steps_done = sum(int(h.get("steps", 0)) for h in result.history)
+    step_limit = max_steps if callable(max_steps) else (lambda: max_steps)
     try:
         for epoch in range(start_epoch, epochs + 1):
-            if max_steps is not None and steps_done >= max_steps:
+            if step_limit() is not None and steps_done >= step_limit():
                 break
             _seed_epoch(seed, epoch, train_loader)
             t0 = time.monotonic()
             train = train_one_epoch(
                 model, train_loader, loss_fn, optimizer, device, scheduler, scaler,
                 metrics=train_metrics, progress=progress, deadline=deadline, epoch=epoch,
-                max_steps=None if max_steps is None else max_steps - steps_done,
+                max_steps=None if step_limit() is None else step_limit() - steps_done,
             )
             steps_done += int(train["steps"])
             t_train = time.monotonic() - t0
@@ -507,7 +509,7 @@ def fit(
             if train["stopped_early"]:
                 result.stopped_reason = f"time budget of {max_minutes} min reached"
                 break
-            if max_steps is not None and steps_done >= max_steps:
+            if step_limit() is not None and steps_done >= step_limit():
                 if epoch < epochs:
                     result.stopped_reason = f"schedule complete: {steps_done} optimiser steps"
                 break

@@ -777,6 +777,125 @@ def summarize_against_baselines(result: Any, val_ds: Dataset, num_classes: int, 
     if result.run_dir is not None and (Path(result.run_dir) / "metrics.json").is_file():
         path = Path(result.run_dir) / "metrics.json"
         data = json.loads(path.read_text())
-        data.update({k: v for k, v in summary.items() if k != "lines"})
+        data.update({k: v for k, v in result.summary.items() if k != "lines"})
         write_json_atomic(data, path)
     return result.summary
+
+
+# ----------------------------------------------------------------------------- a schedule that keeps to the clock
+
+
+class StepSchedule(torch.optim.lr_scheduler.LRScheduler):
+    """A learning-rate schedule sized in optimiser steps that can be re-planned during the run.
+
+    The learning rate is a function of the schedule's progress ``p`` (0 at the first step, 1 at
+    the last): ``onecycle`` (cosine up from ``lr / 25`` to ``lr`` over the first 15 %, then cosine
+    down to ``lr / 25e4``, as ``torch.optim.lr_scheduler.OneCycleLR``), ``cosine`` (``lr`` to 0),
+    ``step`` (x0.1 at each third) or ``none``. :meth:`replan` changes the number of steps left
+    without a jump: the progress reached so far is kept and the rest is spread over the new
+    steps. Past the last step the learning rate stays at its final value.
+
+    Args:
+        optimizer: the optimiser (every parameter group gets the same learning rate).
+        name: ``onecycle``, ``cosine``, ``step`` or ``none``.
+        lr: the peak learning rate.
+        total_steps: optimiser steps of the schedule.
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        >>> s = StepSchedule(opt, "cosine", 0.1, total_steps=5)
+        >>> [round(s.lr_at(p), 4) for p in (0.0, 0.5, 1.0)]
+        [0.1, 0.05, 0.0]
+    """
+
+    PCT_START, DIV, FINAL_DIV = 0.15, 25.0, 1e4
+
+    def __init__(self, optimizer: torch.optim.Optimizer, name: str, lr: float, total_steps: int) -> None:
+        if name not in ("onecycle", "cosine", "step", "none"):
+            raise ValueError(f"unknown scheduler {name!r}; choose one of: onecycle, cosine, step, none")
+        self.name, self.peak = name, float(lr)
+        self.total = max(1, int(total_steps))
+        self.anchor_step, self.anchor_progress = 0, 0.0
+        super().__init__(optimizer)
+
+    def progress(self, step: int) -> float:
+        """Progress (0..1) of the schedule at optimiser step ``step`` (0-based)."""
+        span = self.total - 1 - self.anchor_step
+        if span <= 0:
+            return 1.0
+        return min(1.0, self.anchor_progress + (step - self.anchor_step) / span * (1.0 - self.anchor_progress))
+
+    def lr_at(self, p: float) -> float:
+        """The learning rate at progress ``p``."""
+        peak = self.peak
+        if self.name == "none":
+            return peak
+        if self.name == "cosine":
+            return peak * (1 + math.cos(math.pi * p)) / 2
+        if self.name == "step":
+            return peak * 0.1 ** min(3, int(p * 3 + 1e-9))
+        low, final = peak / self.DIV, peak / self.DIV / self.FINAL_DIV
+        if p < self.PCT_START:
+            q = p / self.PCT_START
+            return low + (peak - low) * (1 - math.cos(math.pi * q)) / 2
+        q = (p - self.PCT_START) / (1 - self.PCT_START)
+        return final + (peak - final) * (1 + math.cos(math.pi * q)) / 2
+
+    def get_lr(self) -> list[float]:  # called by LRScheduler.step()
+        value = self.lr_at(self.progress(self.last_epoch))
+        return [value for _ in self.optimizer.param_groups]
+
+    def replan(self, total_steps: int) -> None:
+        """Spread what is left of the schedule over ``total_steps - steps done`` steps."""
+        step = self.last_epoch
+        self.anchor_progress = self.progress(step)
+        self.anchor_step = step
+        self.total = max(int(total_steps), step + 1)
+
+
+class BudgetKeeper:
+    """After every epoch, checks the plan against the clock and re-plans the schedule's rest.
+
+    The calibration is a few steps; a machine that gets busier (or quieter) later would overrun
+    (or waste) the budget. From the last epoch's real seconds per step and per validation, the
+    steps that still fit before the deadline are computed (:func:`steps_in_budget`); when they
+    differ from the steps left by more than ``tolerance``, the schedule (:class:`StepSchedule`)
+    is stretched or squeezed to end at the deadline, and ``max_steps()`` follows (``engine.fit``
+    reads it at every epoch).
+    """
+
+    def __init__(self, plan: RecipePlan, schedule: StepSchedule, deadline: float, budget_s: float,
+                 log: Callable[[str], None] = print, tolerance: float = 0.08) -> None:
+        self.plan, self.schedule, self.deadline, self.budget_s = plan, schedule, deadline, budget_s
+        self.log, self.tolerance = log, tolerance
+        self.total = plan.total_steps
+        self.replans: list[dict[str, Any]] = []
+
+    def max_steps(self) -> int:
+        return self.total
+
+    def __call__(self, history: list[dict[str, Any]]) -> None:
+        h = history[-1]
+        if not h.get("steps"):
+            return
+        done = sum(int(r.get("steps", 0)) for r in history)
+        left = self.total - done
+        if left <= 0:
+            return
+        step_s = h["train_time_s"] / h["steps"]
+        per_epoch = max(h["epoch_time_s"] - h["train_time_s"], 0.0) + (self.plan.checkpoint_s or 0.0)
+        remaining = self.deadline - time.monotonic() - BUDGET_RESERVE * self.budget_s / 2
+        possible = steps_in_budget(remaining, step_s, per_epoch, self.plan.steps_per_epoch)[0] \
+            if remaining > step_s + per_epoch else 0
+        if abs(possible - left) <= self.tolerance * left:
+            return
+        new_total = done + possible
+        note = {"after_step": done, "steps_left_planned": left, "steps_left_now": possible,
+                "step_s": round(step_s, 4), "remaining_s": round(max(remaining, 0.0), 1)}
+        self.replans.append(note)
+        calibrated = f" (calibrated {self.plan.step_s:.3f} s)" if self.plan.step_s else ""
+        self.log(f"recipe: {step_s:.3f} s per step in epoch {h['epoch']}{calibrated}: "
+                 f"{possible} steps fit in the {max(remaining, 0):.0f} s left instead of {left}; the schedule's rest is "
+                 f"spread over {possible} steps")
+        self.total = new_total
+        self.schedule.replan(new_total)

@@ -120,7 +120,16 @@ def train_from_config(
         recipe.lay_over_budget(plan, cfg, timing, time.monotonic() - t_budget)
         cfg.train.epochs = plan.epochs
         train_loader = data.rebuild_train_loader()  # the plan may make an epoch several passes
-    scheduler = make_scheduler(optimizer, cfg.train.scheduler, cfg.train.lr, total_steps=plan.total_steps)
+    keeper = None
+    budgeted = recorded.get("budget_s") if recorded is not None else cfg.train.max_minutes
+    if budgeted:
+        # a budgeted run: a schedule in steps that the recipe re-plans against the clock after every epoch
+        scheduler = recipe.StepSchedule(optimizer, cfg.train.scheduler, cfg.train.lr, plan.total_steps)
+        if cfg.train.max_minutes:
+            keeper = recipe.BudgetKeeper(plan, scheduler, t_budget + cfg.train.max_minutes * 60,
+                                         cfg.train.max_minutes * 60, log)
+    else:
+        scheduler = make_scheduler(optimizer, cfg.train.scheduler, cfg.train.lr, total_steps=plan.total_steps)
     log(plan.explain())
     try:
         run_path.mkdir(parents=True, exist_ok=True)
@@ -136,18 +145,21 @@ def train_from_config(
         log(f"epoch {h['epoch']:>3}/{cfg.train.epochs}  train loss {h['train_loss']:.4f}  "
             f"val loss {h['val_loss']:.4f}  val IoU {h['val_iou']:.4f}  val Dice {h['val_dice']:.4f}  "
             f"({h['epoch_time_s']:.1f}s)")
+        if keeper is not None:
+            keeper(history)
         if on_epoch_end is not None:
             on_epoch_end(history)
 
-    result = fit(
-        model, train_loader, val_loader, loss_fn, optimizer, cfg.train.epochs, device,
+    result = fit(  # under a budget the steps end the run; the epochs only bound a schedule the clock stretches
+        model, train_loader, val_loader, loss_fn, optimizer, 10 * cfg.train.epochs + 10 if keeper else cfg.train.epochs, device,
         scheduler=scheduler, run_dir=run_path, num_classes=num_classes, monitor=cfg.train.monitor,
         threshold=cfg.train.threshold, ignore_index=cfg.data.ignore_index, amp=cfg.train.amp,
         max_minutes=cfg.train.max_minutes, seed=cfg.train.seed, progress=cfg.train.progress,
-        resume=resume, on_epoch_end=report, max_steps=plan.total_steps,
+        resume=resume, on_epoch_end=report, max_steps=keeper.max_steps if keeper else plan.total_steps,
         deadline=t_budget + cfg.train.max_minutes * 60 if cfg.train.max_minutes else None,
         extra_state={"config": cfg.to_dict(), "class_names": names, "recipe": plan.to_dict()},
     )
+    result.summary["replans"] = keeper.replans if keeper else []
     if result.history:
         recipe.summarize_against_baselines(result, data.val_ds, len(names), cfg, names, log)
         write_run_figures(result, model, val_loader, device)

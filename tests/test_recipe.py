@@ -389,3 +389,13 @@ def test_budget_keeper_squeezes_the_schedule_when_the_machine_slows_down() -> No
     # about 20 - 1.2 s left: epochs of 4 x 1 s + 1 s = 5 s -> 3 epochs (15 s), then 3.8 s: 2 steps + validation
     assert keeper.max_steps() == 4 + 14 and sched.total == 18
     assert keeper.replans[0]["steps_left_planned"] == 96 and keeper.replans[0]["steps_left_now"] == 14
+
+
+def test_data_check_reports_the_fingerprint(tmp_path, capsys) -> None:
+    from workshop import cli
+
+    root = write_folder(tmp_path / "cells", n=6, size=32)
+    assert cli.main(["data", "check", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "fingerprint: 6 image(s), binary" in out and "image size: height 32 (32..32)" in out
+    assert "objects: 1 per image (median)" in out

@@ -152,13 +152,14 @@ def cmd_data(args: argparse.Namespace) -> int:
         from workshop.data.check import check_path
 
         report = check_path(args.path, images_dir=args.images_dir, masks_dir=args.masks_dir, task=args.task)
-        print(report.format())
+        lines = report.format().splitlines()
         if report.ok:  # what the training recipe will see (workshop.recipe reads the same numbers)
             from workshop.fingerprint import describe_path
 
             text = describe_path(args.path, args.images_dir, args.masks_dir, report.task)
-            if text:
-                print(text)
+            if text:  # before the closing summary and verdict
+                lines[-2:-2] = text.splitlines()
+        print("\n".join(lines))
         return 0 if report.ok else 1
     from workshop.data import registry
 

@@ -156,7 +156,7 @@ class RecipePlan:
             "class_weights": None if self.class_weights is None else [round(w, 4) for w in self.class_weights],
         }
         if self.budget_s is not None:
-            out["budget_s"] = round(self.budget_s, 1)
+            out["budget_s"] = round(self.budget_s, 3)
             out["calibration"] = {"step_s": _r(self.step_s), "val_s": _r(self.val_s), "checkpoint_s": _r(self.checkpoint_s)}
         out["choices"] = {c.key: {"value": c.value, "configured": c.configured, "why": c.why} for c in self.choices}
         out["warnings"] = list(self.warnings)
@@ -861,13 +861,13 @@ class BudgetKeeper:
     steps that still fit before the deadline are computed (:func:`steps_in_budget`); when they
     differ from the steps left by more than ``tolerance``, the schedule (:class:`StepSchedule`)
     is stretched or squeezed to end at the deadline, and ``max_steps()`` follows (``engine.fit``
-    reads it at every epoch).
+    reads it at every epoch). ``grow=False`` (a resumed run keeps its recorded plan) only squeezes.
     """
 
     def __init__(self, plan: RecipePlan, schedule: StepSchedule, deadline: float, budget_s: float,
-                 log: Callable[[str], None] = print, tolerance: float = 0.08) -> None:
+                 log: Callable[[str], None] = print, tolerance: float = 0.08, grow: bool = True) -> None:
         self.plan, self.schedule, self.deadline, self.budget_s = plan, schedule, deadline, budget_s
-        self.log, self.tolerance = log, tolerance
+        self.log, self.tolerance, self.grow = log, tolerance, grow
         self.total = plan.total_steps
         self.replans: list[dict[str, Any]] = []
 
@@ -887,7 +887,7 @@ class BudgetKeeper:
         remaining = self.deadline - time.monotonic() - BUDGET_RESERVE * self.budget_s / 2
         possible = steps_in_budget(remaining, step_s, per_epoch, self.plan.steps_per_epoch)[0] \
             if remaining > step_s + per_epoch else 0
-        if abs(possible - left) <= self.tolerance * left:
+        if abs(possible - left) <= self.tolerance * left or (possible > left and not self.grow):
             return
         new_total = done + possible
         note = {"after_step": done, "steps_left_planned": left, "steps_left_now": possible,

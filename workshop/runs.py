@@ -121,13 +121,13 @@ def train_from_config(
         cfg.train.epochs = plan.epochs
         train_loader = data.rebuild_train_loader()  # the plan may make an epoch several passes
     keeper = None
-    budgeted = recorded.get("budget_s") if recorded is not None else cfg.train.max_minutes
+    budgeted = recorded.get("budget_s") is not None if recorded is not None else bool(cfg.train.max_minutes)
     if budgeted:
         # a budgeted run: a schedule in steps that the recipe re-plans against the clock after every epoch
         scheduler = recipe.StepSchedule(optimizer, cfg.train.scheduler, cfg.train.lr, plan.total_steps)
         if cfg.train.max_minutes:
             keeper = recipe.BudgetKeeper(plan, scheduler, t_budget + cfg.train.max_minutes * 60,
-                                         cfg.train.max_minutes * 60, log)
+                                         cfg.train.max_minutes * 60, log, grow=recorded is None)
     else:
         scheduler = make_scheduler(optimizer, cfg.train.scheduler, cfg.train.lr, total_steps=plan.total_steps)
     log(plan.explain())
@@ -151,7 +151,7 @@ def train_from_config(
             on_epoch_end(history)
 
     result = fit(  # under a budget the steps end the run; the epochs only bound a schedule the clock stretches
-        model, train_loader, val_loader, loss_fn, optimizer, 10 * cfg.train.epochs + 10 if keeper else cfg.train.epochs, device,
+        model, train_loader, val_loader, loss_fn, optimizer, 10 * cfg.train.epochs + 10 if keeper and keeper.grow else cfg.train.epochs, device,
         scheduler=scheduler, run_dir=run_path, num_classes=num_classes, monitor=cfg.train.monitor,
         threshold=cfg.train.threshold, ignore_index=cfg.data.ignore_index, amp=cfg.train.amp,
         max_minutes=cfg.train.max_minutes, seed=cfg.train.seed, progress=cfg.train.progress,

@@ -887,7 +887,7 @@ class BudgetKeeper:
         remaining = self.deadline - time.monotonic() - BUDGET_RESERVE * self.budget_s / 2
         possible = steps_in_budget(remaining, step_s, per_epoch, self.plan.steps_per_epoch)[0] \
             if remaining > step_s + per_epoch else 0
-        if abs(possible - left) <= self.tolerance * left or (possible > left and not self.grow):
+        if abs(possible - left) <= max(self.tolerance * left, 1) or (possible > left and not self.grow):
             return
         new_total = done + possible
         note = {"after_step": done, "steps_left_planned": left, "steps_left_now": possible,

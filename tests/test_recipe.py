@@ -399,3 +399,21 @@ def test_data_check_reports_the_fingerprint(tmp_path, capsys) -> None:
     out = capsys.readouterr().out
     assert "fingerprint: 6 image(s), binary" in out and "image size: height 32 (32..32)" in out
     assert "objects: 1 per image (median)" in out
+
+
+def test_budget_keeper_stretches_only_when_allowed() -> None:
+    import time as _time
+
+    cfg = load_config(profile="cpu", overrides={"train": {"max_minutes": 1.0}})
+    history = [{"epoch": 1, "steps": 4, "train_time_s": 0.4, "epoch_time_s": 0.5}]  # 0.1 s per step
+    for grow, expected in ((False, 20), (True, None)):
+        plan = recipe.plan_recipe(cfg, num_train=64)
+        plan.total_steps, plan.step_s, plan.checkpoint_s = 20, 1.0, 0.0  # the calibration said 1 s per step
+        opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+        keeper = recipe.BudgetKeeper(plan, recipe.StepSchedule(opt, "onecycle", 0.1, 20),
+                                     deadline=_time.monotonic() + 30.0, budget_s=60.0, log=lambda s: None, grow=grow)
+        keeper(history)
+        if expected is not None:
+            assert keeper.max_steps() == expected  # a resumed run keeps its recorded plan
+        else:
+            assert keeper.max_steps() > 100  # ~28 s left at 0.5 s per 4-step epoch: about 220 steps

@@ -238,7 +238,7 @@ def choose_batch_size(num_train: int, configured: int) -> tuple[int, str]:
     cap = 2 ** int(math.log2(cap)) if cap >= 2 else 2
     cap = min(cap, num_train)
     if configured <= cap:
-        return configured, f"as configured ({num_train} training images give {math.ceil(num_train / configured)} batches per epoch)"
+        return configured, f"as configured ({num_train} training images: at least {MIN_BATCHES_PER_EPOCH} batches per epoch)"
     return cap, (f"{num_train} training images: at most a quarter of them per batch (a power of two), "
                  f"so an epoch has at least {MIN_BATCHES_PER_EPOCH} steps")
 
@@ -882,7 +882,9 @@ class BudgetKeeper:
         left = self.total - done
         if left <= 0:
             return
-        step_s = h["train_time_s"] / h["steps"]
+        # the slower of the last epoch and the run so far: a noisy machine must not stretch the plan
+        step_s = max(h["train_time_s"] / h["steps"],
+                     sum(r["train_time_s"] for r in history) / max(1, sum(int(r.get("steps", 0)) for r in history)))
         per_epoch = max(h["epoch_time_s"] - h["train_time_s"], 0.0) + (self.plan.checkpoint_s or 0.0)
         remaining = self.deadline - time.monotonic() - BUDGET_RESERVE * self.budget_s / 2
         possible = steps_in_budget(remaining, step_s, per_epoch, self.plan.steps_per_epoch)[0] \

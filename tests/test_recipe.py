@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader
 
+import workshop.budget
 from workshop import recipe
 from workshop.baselines import compare_with_baselines, trivial_baselines
 from workshop.config import load_config
@@ -139,7 +140,7 @@ def test_budget_lays_the_schedule_over_the_calibrated_steps() -> None:
     plan = recipe.plan_recipe(cfg, num_train=232)  # batch 16: 14 full batches, the 8 left (3 %) dropped
     assert (plan.batch_size, plan.drop_last, plan.steps_per_epoch) == (16, True, 14)
     timing = {"step_s": 0.5, "val_s": 3.0, "checkpoint_s": 1.0, "seconds": 2.0}
-    monkey_reserve = recipe.BUDGET_RESERVE
+    monkey_reserve = workshop.budget.BUDGET_RESERVE
     recipe.lay_over_budget(plan, cfg, timing, elapsed_s=2.0)
     available = 120 * (1 - monkey_reserve) - 2.0  # 113.2 s with 4 % kept free
     assert available == pytest.approx(113.2)
@@ -315,7 +316,7 @@ def test_budgeted_run_completes_its_schedule_inside_the_budget(folder_cfg, tmp_p
     from workshop.runs import train_from_config
 
     # a wide reserve for a busy test machine; the recipe re-plans after every (short) epoch anyway
-    monkeypatch.setattr(recipe, "BUDGET_RESERVE", 0.3)
+    monkeypatch.setattr(workshop.budget, "BUDGET_RESERVE", 0.3)
     folder_cfg.train.max_minutes = 0.15
     result = train_from_config(folder_cfg, run_dir=tmp_path / "run", log=lambda s: None)
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["recipe"]

@@ -418,3 +418,18 @@ def test_budget_keeper_stretches_only_when_allowed() -> None:
             assert keeper.max_steps() == expected  # a resumed run keeps its recorded plan
         else:
             assert keeper.max_steps() > 100  # ~28 s left at 0.5 s per 4-step epoch: about 220 steps
+
+
+def test_in_memory_dataset_gives_the_same_items_as_decoding_every_time(tmp_path) -> None:
+    from workshop.data.loaders import make_datasets
+
+    root = write_folder(tmp_path / "cells", n=10, size=48)
+    cfg = load_config(profile="cpu", overrides={"data": {"source": "folder", "root": str(root), "masks_dir": "masks",
+                                                          "image_size": 32}})
+    _, val = make_datasets(cfg)  # deterministic transform: resize, normalise
+    cached = recipe.InMemoryDataset(val, 32)
+    assert len(cached) == len(val) and cached.original_sizes[0] == (48, 48)
+    for i in range(len(val)):
+        a, b = val[i], cached[i]
+        assert torch.allclose(a["image"], b["image"], atol=1e-6)
+        assert torch.equal(a["mask"], b["mask"]) and b["mask"].dtype == torch.int64

@@ -74,7 +74,7 @@ VIEW_BY_SOURCE: dict[str, str] = {
 MIN_BATCHES_PER_EPOCH = 4
 MAX_DROPPED_SHARE = 0.1
 MIN_TOTAL_STEPS = 100
-PRELOAD_MAX_BYTES = 2 * 2**30  # decode once and keep in memory below this size
+PRELOAD_MAX_BYTES = 2**30  # decode once and keep in memory below this size
 MAX_OVERHEAD_SHARE = 0.1  # validation + checkpoints: at most this share of an epoch under a budget ...
 MIN_VALIDATIONS = 6  # ... while the budget still holds this many validations
 IMBALANCE_FOR_WEIGHTS = 10.0  # class_weights=auto weighs multiclass losses when shares differ this much
@@ -459,7 +459,7 @@ class InMemoryDataset(Dataset):
 
     Attributes:
         original_sizes: (height, width) of every image before resizing (for the fingerprint).
-        masks: the resized masks, (size, size) int64 each.
+        masks: the resized masks, (size, size) uint8 class ids each (int64 when an id exceeds 255).
 
     Shape:
         item: whatever ``source.transform`` returns from a (size, size, 3) image and its mask.
@@ -483,7 +483,8 @@ class InMemoryDataset(Dataset):
             if mask.shape[:2] != (size, size):
                 mask = cv2.resize(mask.astype(np.int32 if mask.max(initial=0) > 255 else np.uint8), (size, size),
                                   interpolation=cv2.INTER_NEAREST)
-            return image, mask.astype(np.int64), hw
+            small = mask.max(initial=0) <= 255 and mask.min(initial=0) >= 0
+            return image, mask.astype(np.uint8 if small else np.int64), hw
 
         t0 = time.perf_counter()
         n_workers = workers or min(8, os.cpu_count() or 1)
@@ -516,7 +517,7 @@ class InMemoryDataset(Dataset):
 
 
 def _preload_bytes(n: int, size: int) -> int:
-    return n * size * size * (3 + 8)
+    return n * size * size * (3 + 1)  # uint8 pixels and uint8 class ids
 
 
 # ----------------------------------------------------------------------------- the whole data side

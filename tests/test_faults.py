@@ -346,7 +346,8 @@ def test_cli_nan_loss_is_one_line_and_keeps_epoch_one(cli_env, capsys, monkeypat
     import workshop.losses
 
     tmp_path, config = cli_env
-    monkeypatch.setattr(workshop.losses, "create_loss", lambda *a, **k: failing_after(1 + 1 + 1, nan=True))
+    # the recipe caps the batch to 2 for the 13 training images: 6 steps + 2 validation batches per epoch
+    monkeypatch.setattr(workshop.losses, "create_loss", lambda *a, **k: failing_after(6 + 2 + 1, nan=True))
     code, _, err = run_cli(capsys, "train", "--config", str(config), "--run-dir", str(tmp_path / "run"))
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("error: loss became nan at epoch 2, step 0. Likely causes:")
@@ -358,7 +359,7 @@ def test_cli_interrupt_then_resume_with_a_budget(cli_env, capsys, monkeypatch) -
 
     tmp_path, config = cli_env
     real = workshop.losses.create_loss
-    monkeypatch.setattr(workshop.losses, "create_loss", lambda *a, **k: failing_after(1 + 1 + 1, error=KeyboardInterrupt()))
+    monkeypatch.setattr(workshop.losses, "create_loss", lambda *a, **k: failing_after(6 + 2 + 1, error=KeyboardInterrupt()))
     run = tmp_path / "run"
     code, out, _ = run_cli(capsys, "train", "--config", str(config), "--run-dir", str(run))
     assert code == 0 and "finished (interrupted): best epoch 1" in out and f"--resume {run}" in out

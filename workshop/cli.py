@@ -196,7 +196,14 @@ def cmd_data(args: argparse.Namespace) -> int:
         report = check_path(args.path, images_dir=args.images_dir, masks_dir=args.masks_dir, task=args.task,
                             label_map=args.label_map, ignore_index=args.ignore_index,
                             label_attribute=args.label_attribute, keep_unannotated=args.keep_unannotated)
-        print(report.format())
+        lines = report.format().splitlines()
+        if report.ok:  # what the training recipe will see (workshop.recipe reads the same numbers)
+            from workshop.fingerprint import describe_path
+
+            text = describe_path(args.path, args.images_dir, args.masks_dir, report.task)
+            if text:  # before the closing summary and verdict
+                lines[-2:-2] = text.splitlines()
+        print("\n".join(lines))
         return 0 if report.ok else 1
     from workshop.data import registry
 

@@ -41,6 +41,8 @@ SCHEDULERS = ("cosine", "onecycle", "step", "none")
 MONITORS = ("iou", "dice", "loss")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DECODERS = ("light", "standard")  # model.decoder; see workshop.models.LIGHT_DECODER_CHANNELS
+VIEWS = ("auto", "upright", "top_down")  # augment.view; see workshop.recipe.VIEW_BY_SOURCE
+CLASS_WEIGHTS = ("auto", "none", "sqrt_inverse", "inverse")  # train.class_weights; see workshop.recipe
 
 # Allowed ranges of numeric fields, by "section.key": (low, high, low included, high included);
 # None for no bound. A value outside is refused with the range (epochs=-1 would "finish" with nan).
@@ -82,6 +84,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.source": SOURCES,
     "data.task": TASKS,
     "model.decoder": DECODERS,
+    "augment.view": VIEWS,
+    "train.class_weights": CLASS_WEIGHTS,
     "train.optimizer": OPTIMIZERS,
     "train.scheduler": SCHEDULERS,
     "train.monitor": MONITORS,
@@ -123,6 +127,7 @@ class AugmentConfig:
     shift_scale_rotate: float = 0.3
     color_jitter: float = 0.3
     noise: float = 0.2
+    view: str = "auto"  # upright (no vflip/rotate90) | top_down (aerial, microscopy) | auto: from data.source
 
 
 @dataclass
@@ -145,6 +150,7 @@ class TrainConfig:
     optimizer: str = "adamw"
     scheduler: str = "onecycle"
     loss: str = "dice_bce"
+    class_weights: str = "auto"  # auto: square-root inverse frequency for imbalanced multiclass data
     monitor: str = "iou"  # metric that picks the best checkpoint
     threshold: float = 0.5
     amp: bool = True  # mixed precision, used on CUDA only
@@ -235,7 +241,8 @@ def load_config(
     profile = resolve_profile(profile or from_file.get("profile"))
     merged: dict[str, Any] = {"profile": profile}
     _deep_update(merged, copy.deepcopy(PROFILE_OVERRIDES[profile]))
-    _deep_update(merged, {k: v for k, v in from_file.items() if k != "profile"})
+    # a run's config.yaml also holds the recipe's record of its choices (workshop.recipe): not settings
+    _deep_update(merged, {k: v for k, v in from_file.items() if k not in ("profile", "recipe")})
     if overrides:
         _deep_update(merged, _parse_overrides(overrides))
     return _build(Config, merged, prefix="")

@@ -128,6 +128,7 @@ def train_one_epoch(
     progress: bool = False,
     deadline: float | None = None,
     epoch: int = 0,
+    max_steps: int | None = None,
 ) -> dict[str, float]:
     """Train for one pass over ``loader``.
 
@@ -146,6 +147,7 @@ def train_one_epoch(
         progress: show a tqdm bar.
         deadline: ``time.monotonic()`` value after which the loop stops after the current step.
         epoch: epoch number, for messages.
+        max_steps: stop after this many optimiser steps (the end of a schedule sized in steps).
 
     Returns:
         ``{"loss": mean loss over samples, "steps": batches done, "stopped_early": 0/1}``
@@ -160,6 +162,8 @@ def train_one_epoch(
     if metrics is not None:
         metrics.reset()
     for batch in _progress(loader, progress, f"epoch {epoch} train"):
+        if max_steps is not None and steps >= max_steps:
+            break
         images = batch["image"].to(device, non_blocking=True)
         masks = batch["mask"].to(device, non_blocking=True)
         with _autocast(device, scaler is not None):
@@ -317,6 +321,7 @@ class FitResult:
     best: dict[str, Any] | None = None
     run_dir: Path | None = None
     stopped_reason: str = "finished"
+    summary: dict[str, Any] = field(default_factory=dict)  # filled by the recipe: baselines, steps
 
     @property
     def best_checkpoint(self) -> Path | None:
@@ -395,6 +400,8 @@ def fit(
     resume: str | os.PathLike | None = None,
     on_epoch_end: Callable[[list[dict[str, Any]]], None] | None = None,
     extra_state: dict[str, Any] | None = None,
+    max_steps: int | Callable[[], int] | None = None,
+    deadline: float | None = None,
 ) -> FitResult:
     """Train for ``epochs`` epochs, validating after each and keeping the best checkpoint.
 
@@ -411,6 +418,11 @@ def fit(
         resume: a run folder (or a checkpoint file) to continue from.
         on_epoch_end: called with the history after every epoch (e.g. a live plot).
         extra_state: stored in every checkpoint (e.g. the config, class names).
+        max_steps: optimiser steps of the whole run (the schedule's length, see
+            ``workshop.recipe``); the run ends when they are done, even within an epoch. A
+            callable is asked at every epoch (the recipe re-plans against the clock).
+        deadline: ``time.monotonic()`` at which ``max_minutes`` ends, when the budget started
+            before ``fit`` (the recipe's calibration counts in it); default: now + ``max_minutes``.
 
     Returns:
         ``FitResult`` with the history (one dict per epoch: train/val loss, IoU, Dice, lr, times).
@@ -461,19 +473,26 @@ def fit(
             **more,
         }
 
-    deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
+    if deadline is None:
+        deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
     t_run = time.monotonic()
     prior_elapsed = result.history[-1]["elapsed_s"] if result.history else 0.0
     train_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index, threshold=threshold)
     epoch = start_epoch - 1
+    steps_done = sum(int(h.get("steps", 0)) for h in result.history)
+    step_limit = max_steps if callable(max_steps) else (lambda: max_steps)
     try:
         for epoch in range(start_epoch, epochs + 1):
+            if step_limit() is not None and steps_done >= step_limit():
+                break
             _seed_epoch(seed, epoch, train_loader)
             t0 = time.monotonic()
             train = train_one_epoch(
                 train_model, train_loader, loss_fn, optimizer, device, scheduler, scaler,
                 metrics=train_metrics, progress=progress, deadline=deadline, epoch=epoch,
+                max_steps=None if step_limit() is None else step_limit() - steps_done,
             )
+            steps_done += int(train["steps"])
             t_train = time.monotonic() - t0
             val = evaluate(model, val_loader, loss_fn, device, num_classes, threshold, ignore_index, progress)
             record = {
@@ -489,6 +508,7 @@ def fit(
                 "epoch_time_s": round(time.monotonic() - t0, 3),
                 "elapsed_s": round(prior_elapsed + time.monotonic() - t_run, 3),
                 "partial": bool(train["stopped_early"]),
+                "steps": int(train["steps"]),
             }
             result.history.append(record)
             value = val[monitor]
@@ -504,6 +524,10 @@ def fit(
                 on_epoch_end(result.history)
             if train["stopped_early"]:
                 result.stopped_reason = f"time budget of {max_minutes} min reached"
+                break
+            if step_limit() is not None and steps_done >= step_limit():
+                if epoch < epochs:
+                    result.stopped_reason = f"schedule complete: {steps_done} optimiser steps"
                 break
     except KeyboardInterrupt:
         result.stopped_reason = "interrupted"
@@ -551,12 +575,23 @@ def make_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float =
     raise ValueError(f"unknown optimizer {name!r}; choose one of: adam, adamw, sgd")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, name: str, lr: float, epochs: int, steps_per_epoch: int):
+def make_scheduler(
+    optimizer: torch.optim.Optimizer,
+    name: str,
+    lr: float,
+    epochs: int = 0,
+    steps_per_epoch: int = 0,
+    total_steps: int | None = None,
+):
     """A per-step LR schedule: ``onecycle``, ``cosine``, ``step`` (x0.1 every third of the run) or ``none``.
+
+    Sized in optimiser steps: ``total_steps`` when given (``workshop.recipe`` lays it over a time
+    budget), else ``epochs * steps_per_epoch``. One-cycle's last step runs at its final,
+    lowest learning rate; cosine reaches 0 after the last step.
 
     Taught in: notebooks/07_training.ipynb
     """
-    total = max(1, epochs * steps_per_epoch)
+    total = max(1, total_steps if total_steps is not None else epochs * steps_per_epoch)
     if name == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total, pct_start=0.15)
     if name == "cosine":

@@ -84,8 +84,9 @@ def train_from_config(
     Returns:
         The ``FitResult`` (history, best epoch, run folder).
     """
-    from workshop.data.loaders import class_names, make_loaders
+    from workshop.data.loaders import class_names
     from workshop.losses import create_loss
+    from workshop import recipe
 
     if resume is not None:
         run_path = Path(resume)
@@ -99,10 +100,15 @@ def train_from_config(
     t0 = time.monotonic()
     with distributed.main_process_first():  # torchrun: rank 0 generates the embedded data, the others read it
         label_map = check_data(cfg, log)
-    train_loader, val_loader = make_loaders(cfg, device)
+    recorded = recipe.read_recorded_plan(run_path / "config.yaml") if resume is not None else None
+    data = recipe.prepare_data(cfg, device, recorded=recorded)  # views, fingerprint, batch size, loaders
+    cfg, plan, train_loader, val_loader = data.cfg, data.plan, data.train_loader, data.val_loader
     log(f"data: {len(train_loader.dataset)} training / {len(val_loader.dataset)} validation images "
         f"({cfg.data.source}, {cfg.data.task}, {cfg.data.image_size}px) checked and ready in {time.monotonic() - t0:.1f}s")
     names = list(class_names(cfg, label_map))
+    from workshop.fingerprint import describe
+
+    log(describe(plan.fingerprint, names))
     num_classes = len(names)
     model = build_model(cfg, num_classes)
     model = distributed.convert_sync_batchnorm(model, cfg.train.sync_bn, device)  # train.sync_bn, off by default
@@ -110,13 +116,34 @@ def train_from_config(
     decoder = f"decoder {'-'.join(map(str, widths))}" if widths else "standard decoder"
     log(f"model: {cfg.model.arch} / {cfg.model.encoder} ({decoder}), weights: "
         f"{getattr(model, 'weights_source', cfg.model.encoder_weights)}; device: {device}")
-    loss_fn = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index)
+    loss_fn = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index,
+                          class_weights=plan.class_weights)
     optimizer = make_optimizer(model, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
-    scheduler = make_scheduler(optimizer, cfg.train.scheduler, cfg.train.lr, cfg.train.epochs, len(train_loader))
+    t_budget = time.monotonic()  # the budget covers calibration, training, validation and checkpoints
+    if cfg.train.max_minutes and recorded is None:
+        timing = recipe.calibrate(model, loss_fn, lambda m: make_optimizer(m, cfg.train.optimizer, cfg.train.lr,
+                                  cfg.train.weight_decay), train_loader, val_loader, device,
+                                  num_classes=num_classes, ignore_index=cfg.data.ignore_index)
+        recipe.lay_over_budget(plan, cfg, timing, time.monotonic() - t_budget)
+        plan = data.plan = distributed.same_on_all_ranks(plan)  # torchrun: every rank runs rank 0's plan, or they hang
+        cfg.train.epochs = plan.epochs
+        train_loader = data.rebuild_train_loader()  # the plan may make an epoch several passes
+    keeper = None
+    budgeted = recorded.get("budget_s") is not None if recorded is not None else bool(cfg.train.max_minutes)
+    if budgeted:
+        # a budgeted run: a schedule in steps that the recipe re-plans against the clock after every epoch
+        scheduler = recipe.StepSchedule(optimizer, cfg.train.scheduler, cfg.train.lr, plan.total_steps)
+        if cfg.train.max_minutes and distributed.world_size() == 1:  # re-planning per rank would diverge;
+            # under torchrun the plan is rank 0's and rank 0's clock stops every rank (engine.train_one_epoch)
+            keeper = recipe.BudgetKeeper(plan, scheduler, t_budget + cfg.train.max_minutes * 60,
+                                         cfg.train.max_minutes * 60, log, grow=recorded is None)
+    else:
+        scheduler = make_scheduler(optimizer, cfg.train.scheduler, cfg.train.lr, total_steps=plan.total_steps)
+    log(plan.explain())
     try:
         run_path.mkdir(parents=True, exist_ok=True)
         if resume is None and distributed.is_main():
-            save_config(cfg, run_path / "config.yaml")
+            recipe.record_plan(cfg, plan, run_path / "config.yaml")
     except OSError as exc:
         raise WorkshopError(
             f"cannot write the run folder {run_path}: {exc.strerror or exc} (choose another folder with --run-dir)"
@@ -127,20 +154,26 @@ def train_from_config(
         log(f"epoch {h['epoch']:>3}/{cfg.train.epochs}  train loss {h['train_loss']:.4f}  "
             f"val loss {h['val_loss']:.4f}  val IoU {h['val_iou']:.4f}  val Dice {h['val_dice']:.4f}  "
             f"({h['epoch_time_s']:.1f}s)")
+        if keeper is not None:
+            keeper(history)
         if on_epoch_end is not None:
             on_epoch_end(history)
 
-    result = fit(
-        model, train_loader, val_loader, loss_fn, optimizer, cfg.train.epochs, device,
+    result = fit(  # under a budget the steps end the run; the epochs only bound a schedule the clock stretches
+        model, train_loader, val_loader, loss_fn, optimizer, 10 * cfg.train.epochs + 10 if keeper and keeper.grow else cfg.train.epochs, device,
         scheduler=scheduler, run_dir=run_path, num_classes=num_classes, monitor=cfg.train.monitor,
         threshold=cfg.train.threshold, ignore_index=cfg.data.ignore_index, amp=cfg.train.amp,
         max_minutes=cfg.train.max_minutes, seed=cfg.train.seed, progress=cfg.train.progress,
-        resume=resume, on_epoch_end=report,
-        extra_state={"config": cfg.to_dict(), "class_names": names},
+        resume=resume, on_epoch_end=report, max_steps=keeper.max_steps if keeper else plan.total_steps,
+        deadline=t_budget + cfg.train.max_minutes * 60 if cfg.train.max_minutes else None,
+        extra_state={"config": cfg.to_dict(), "class_names": names, "recipe": plan.to_dict()},
     )
+    result.summary["replans"] = keeper.replans if keeper else []
     if result.history and distributed.is_main():
+        recipe.summarize_against_baselines(result, data.val_ds, len(names), cfg, names, log)
         write_run_figures(result, model, val_loader, device)
     return result
+
 
 
 MAX_REPORT_LINES = 20
@@ -236,6 +269,7 @@ def summarize(result: FitResult) -> str:
     lines = [
         f"finished ({result.stopped_reason}): best epoch {best.get('epoch')} "
         f"val IoU {best.get('val_iou', float('nan')):.4f}, val Dice {best.get('val_dice', float('nan')):.4f}",
+        *result.summary.get("lines", []),  # steps run, the trivial baselines (workshop.recipe)
         f"run folder: {run}",
     ]
     for name in ("config.yaml", "metrics.json", "checkpoints/best.pt", "curves.png", "predictions.png"):

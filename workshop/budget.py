@@ -1,0 +1,243 @@
+"""The clock side of the recipe: time the machine, count the steps that fit, keep the schedule to the budget.
+
+* :func:`calibrate` times a few real steps of ``engine.train_one_epoch``, a validation and the
+  checkpoints, on a throwaway copy of the model;
+* :func:`steps_in_budget` turns those seconds into optimiser steps and epochs;
+* :class:`StepSchedule` is a learning-rate schedule sized in steps that can be re-planned;
+* :class:`BudgetKeeper` re-plans it after every epoch from the real times, so a machine that gets
+  busier after the calibration still ends the schedule inside the budget.
+
+``workshop.recipe`` puts them together (``lay_over_budget``); ``workshop.runs`` uses them.
+
+Taught in: notebooks/07_training.ipynb
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["BUDGET_RESERVE", "CALIBRATION_STEPS", "calibrate", "steps_in_budget", "StepSchedule", "BudgetKeeper"]
+
+BUDGET_RESERVE = 0.04  # share of the budget kept free for the variation of step times
+CALIBRATION_STEPS = 4  # timed steps, after one warm-up step
+
+
+def calibrate(
+    model: torch.nn.Module,
+    loss_fn: Callable,
+    optimizer_factory: Callable[[torch.nn.Module], torch.optim.Optimizer],
+    train_loader,
+    val_loader,
+    device: torch.device | str = "cpu",
+    steps: int = CALIBRATION_STEPS,
+    checkpoint_dir: str | os.PathLike | None = None,
+    num_classes: int = 2,
+    ignore_index: int | None = 255,
+) -> dict[str, float]:
+    """Time this machine: training steps, a validation pass and an epoch's checkpoints.
+
+    Real steps of ``engine.train_one_epoch`` (batch loading, the step, the training metrics) on
+    real batches, and ``engine.evaluate`` on the first validation batches, on a throwaway copy of
+    the model (so the run itself starts from the untouched model); the first step is a warm-up
+    and is not timed.
+
+    Returns:
+        ``{"step_s", "val_s", "checkpoint_s", "seconds"}``: seconds per training step, per full
+        validation pass (estimated from its first batches), per epoch of checkpoint writing
+        (``best.pt`` + ``last.pt``), and how long the calibration took.
+    """
+    import itertools
+
+    from workshop.engine import evaluate, save_checkpoint, train_one_epoch
+    from workshop.metrics import SegmentationMetrics
+
+    t_start = time.monotonic()
+    device = torch.device(device)
+    probe = copy.deepcopy(model).to(device)
+    optimizer = optimizer_factory(probe)
+
+    def steps_of_the_real_loop(n: int) -> float:
+        # engine.train_one_epoch itself: batch loading, the step, the training metrics, the checks
+        metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
+        t0 = time.monotonic()
+        train_one_epoch(probe, train_loader, loss_fn, optimizer, device, metrics=metrics, max_steps=n)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.monotonic() - t0
+
+    steps_of_the_real_loop(1)  # warm-up: first allocations, lazy initialisation
+    step_s = steps_of_the_real_loop(steps) / steps
+    val_batches = len(val_loader)
+    timed = min(2, val_batches)
+    t0 = time.monotonic()
+    evaluate(probe, itertools.islice(val_loader, timed), loss_fn, device, num_classes=num_classes, ignore_index=ignore_index)
+    val_s = (time.monotonic() - t0) / max(timed, 1) * val_batches
+    state = {"model": probe.state_dict(), "optimizer": optimizer.state_dict()}
+    with tempfile.TemporaryDirectory(dir=checkpoint_dir) as tmp:
+        saves = []
+        for k in range(2):  # the first write is often slower (a cold file system cache)
+            t0 = time.monotonic()
+            save_checkpoint(state, Path(tmp) / f"probe{k}.pt")
+            saves.append(time.monotonic() - t0)
+        checkpoint_s = 2 * min(saves)  # best.pt and last.pt
+    del probe, optimizer, state
+    return {"step_s": step_s, "val_s": val_s, "checkpoint_s": checkpoint_s, "seconds": time.monotonic() - t_start}
+
+
+def steps_in_budget(available_s: float, step_s: float, per_epoch_s: float, steps_per_epoch_: int) -> tuple[int, int]:
+    """How many optimiser steps (and epochs) fit in ``available_s`` seconds.
+
+    Every epoch costs ``steps_per_epoch * step_s + per_epoch_s`` (validation and checkpoints); a
+    last, partial epoch takes the steps that still fit with its own validation.
+
+    Returns:
+        (total steps, epochs); at least (1, 1).
+
+    Example:
+        >>> steps_in_budget(100.0, 1.0, 5.0, 10)   # 15 s per epoch: 6 epochs (90 s), then 5 steps + validation
+        (65, 7)
+        >>> steps_in_budget(100.0, 1.0, 5.0, 20)   # 25 s per epoch: 4 epochs exactly
+        (80, 4)
+        >>> steps_in_budget(50.0, 1.0, 5.0, 20)    # 2 epochs (50 s)
+        (40, 2)
+        >>> steps_in_budget(40.0, 1.0, 5.0, 20)    # 1 epoch (25 s) + 15 s: 10 steps and a validation
+        (30, 2)
+    """
+    if step_s <= 0 or steps_per_epoch_ < 1:
+        raise ValueError("step_s must be positive and steps_per_epoch at least 1")
+    epoch_s = steps_per_epoch_ * step_s + per_epoch_s
+    full = int(max(available_s, 0.0) // epoch_s)
+    rest = available_s - full * epoch_s
+    extra = int((rest - per_epoch_s) // step_s) if rest > per_epoch_s else 0
+    extra = max(0, min(extra, steps_per_epoch_ - 1))
+    total = full * steps_per_epoch_ + extra
+    epochs = full + (1 if extra else 0)
+    if total < 1:
+        return 1, 1
+    return total, epochs
+
+
+class StepSchedule(torch.optim.lr_scheduler.LRScheduler):
+    """A learning-rate schedule sized in optimiser steps that can be re-planned during the run.
+
+    The learning rate is a function of the schedule's progress ``p`` (0 at the first step, 1 at
+    the last): ``onecycle`` (cosine up from ``lr / 25`` to ``lr`` over the first 15 %, then cosine
+    down to ``lr / 25e4``, as ``torch.optim.lr_scheduler.OneCycleLR``), ``cosine`` (``lr`` to 0),
+    ``step`` (x0.1 at each third) or ``none``. :meth:`replan` changes the number of steps left
+    without a jump: the progress reached so far is kept and the rest is spread over the new
+    steps. Past the last step the learning rate stays at its final value.
+
+    Args:
+        optimizer: the optimiser (every parameter group gets the same learning rate).
+        name: ``onecycle``, ``cosine``, ``step`` or ``none``.
+        lr: the peak learning rate.
+        total_steps: optimiser steps of the schedule.
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        >>> s = StepSchedule(opt, "cosine", 0.1, total_steps=5)
+        >>> [round(s.lr_at(p), 4) for p in (0.0, 0.5, 1.0)]
+        [0.1, 0.05, 0.0]
+    """
+
+    PCT_START, DIV, FINAL_DIV = 0.15, 25.0, 1e4
+
+    def __init__(self, optimizer: torch.optim.Optimizer, name: str, lr: float, total_steps: int) -> None:
+        if name not in ("onecycle", "cosine", "step", "none"):
+            raise ValueError(f"unknown scheduler {name!r}; choose one of: onecycle, cosine, step, none")
+        self.name, self.peak = name, float(lr)
+        self.total = max(1, int(total_steps))
+        self.anchor_step, self.anchor_progress = 0, 0.0
+        super().__init__(optimizer)
+
+    def progress(self, step: int) -> float:
+        """Progress (0..1) of the schedule at optimiser step ``step`` (0-based)."""
+        span = self.total - 1 - self.anchor_step
+        if span <= 0:
+            return 1.0
+        return min(1.0, self.anchor_progress + (step - self.anchor_step) / span * (1.0 - self.anchor_progress))
+
+    def lr_at(self, p: float) -> float:
+        """The learning rate at progress ``p``."""
+        peak = self.peak
+        if self.name == "none":
+            return peak
+        if self.name == "cosine":
+            return peak * (1 + math.cos(math.pi * p)) / 2
+        if self.name == "step":
+            return peak * 0.1 ** min(3, int(p * 3 + 1e-9))
+        low, final = peak / self.DIV, peak / self.DIV / self.FINAL_DIV
+        if p < self.PCT_START:
+            q = p / self.PCT_START
+            return low + (peak - low) * (1 - math.cos(math.pi * q)) / 2
+        q = (p - self.PCT_START) / (1 - self.PCT_START)
+        return final + (peak - final) * (1 + math.cos(math.pi * q)) / 2
+
+    def get_lr(self) -> list[float]:  # called by LRScheduler.step()
+        value = self.lr_at(self.progress(self.last_epoch))
+        return [value for _ in self.optimizer.param_groups]
+
+    def replan(self, total_steps: int) -> None:
+        """Spread what is left of the schedule over ``total_steps - steps done`` steps."""
+        step = self.last_epoch
+        self.anchor_progress = self.progress(step)
+        self.anchor_step = step
+        self.total = max(int(total_steps), step + 1)
+
+
+class BudgetKeeper:
+    """After every epoch, checks the plan against the clock and re-plans the schedule's rest.
+
+    The calibration is a few steps; a machine that gets busier (or quieter) later would overrun
+    (or waste) the budget. From the last epoch's real seconds per step and per validation, the
+    steps that still fit before the deadline are computed (:func:`steps_in_budget`); when they
+    differ from the steps left by more than ``tolerance``, the schedule (:class:`StepSchedule`)
+    is stretched or squeezed to end at the deadline, and ``max_steps()`` follows (``engine.fit``
+    reads it at every epoch). ``grow=False`` (a resumed run keeps its recorded plan) only squeezes.
+    """
+
+    def __init__(self, plan: Any, schedule: StepSchedule, deadline: float, budget_s: float,
+                 log: Callable[[str], None] = print, tolerance: float = 0.08, grow: bool = True) -> None:
+        self.plan, self.schedule, self.deadline, self.budget_s = plan, schedule, deadline, budget_s
+        self.log, self.tolerance, self.grow = log, tolerance, grow
+        self.total = plan.total_steps
+        self.replans: list[dict[str, Any]] = []
+
+    def max_steps(self) -> int:
+        return self.total
+
+    def __call__(self, history: list[dict[str, Any]]) -> None:
+        h = history[-1]
+        if not h.get("steps"):
+            return
+        done = sum(int(r.get("steps", 0)) for r in history)
+        left = self.total - done
+        if left <= 0:
+            return
+        # the slower of the last epoch and the run so far: a noisy machine must not stretch the plan
+        step_s = max(h["train_time_s"] / h["steps"],
+                     sum(r["train_time_s"] for r in history) / max(1, sum(int(r.get("steps", 0)) for r in history)))
+        per_epoch = max(h["epoch_time_s"] - h["train_time_s"], 0.0) + (self.plan.checkpoint_s or 0.0)
+        remaining = self.deadline - time.monotonic() - BUDGET_RESERVE * self.budget_s / 2
+        possible = steps_in_budget(remaining, step_s, per_epoch, self.plan.steps_per_epoch)[0] \
+            if remaining > step_s + per_epoch else 0
+        if abs(possible - left) <= max(self.tolerance * left, 1) or (possible > left and not self.grow):
+            return
+        new_total = done + possible
+        note = {"after_step": done, "steps_left_planned": left, "steps_left_now": possible,
+                "step_s": round(step_s, 4), "remaining_s": round(max(remaining, 0.0), 1)}
+        self.replans.append(note)
+        calibrated = f" (calibrated {self.plan.step_s:.3f} s)" if self.plan.step_s else ""
+        self.log(f"recipe: {step_s:.3f} s per step in epoch {h['epoch']}{calibrated}: "
+                 f"{possible} steps fit in the {max(remaining, 0):.0f} s left instead of {left}; the schedule's rest is "
+                 f"spread over {possible} steps")
+        self.total = new_total
+        self.schedule.replan(new_total)

@@ -512,3 +512,97 @@ def test_training_logs_warnings_and_goes_on(tmp_path, monkeypatch) -> None:
         "  masks/n1.png",
         "    warning: mask is 16x12, image n1.png is 32x24: same aspect ratio, the mask is resized with nearest-neighbour when loaded",
     ]
+
+
+# ----------------------------------------------------------------------------- the fingerprint, for every source
+
+
+def make_via_export(root: Path, sizes=((24, 32), (30, 40)), unannotated: bool = True) -> Path:
+    """A VIA 2.x export: one rectangle per image (rows 2..9, columns 4..15), plus one image without regions."""
+    import json
+
+    data = {}
+    names = [f"v{k}" for k in range(len(sizes))] + (["blank"] if unannotated else [])
+    for k, name in enumerate(names):
+        h, w = sizes[k] if k < len(sizes) else sizes[0]
+        save(noise(k, h, w), root / f"{name}.png")
+        size = (root / f"{name}.png").stat().st_size
+        regions = [] if name == "blank" else [{
+            "shape_attributes": {"name": "rect", "x": 4, "y": 2, "width": 12, "height": 8},
+            "region_attributes": {"insect": "bug"}}]
+        data[f"{name}.png{size}"] = {"filename": f"{name}.png", "size": size, "regions": regions, "file_attributes": {}}
+    path = root / "via_region_data.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_data_check_prints_the_fingerprint_of_an_annotation_file(tmp_path, capsys, keep) -> None:
+    from workshop import cli
+    from workshop.data.sources import open_source
+
+    via = make_via_export(tmp_path / "bugs")
+    source = open_source(via, keep_unannotated=keep)
+    masks = [source.read(item).mask for item in source.items()]  # what training reads: masks drawn from the shapes
+    fg = [int((m == 1).sum()) for m in masks]
+    assert fg == [12 * 8, 12 * 8] + ([0] if keep else []), "a 12 x 8 rectangle in each annotated image"
+    pixels = [24 * 32, 30 * 40] + ([24 * 32] if keep else [])
+    args = ["data", "check", str(via)] + (["--keep-unannotated"] if keep else [])
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    n = 3 if keep else 2
+    assert f"fingerprint: {n} image(s), binary" in out, out
+    median_h = 24 if keep else 27  # heights 24, 30 (+ 24 for the blank image)
+    assert f"image size: height {median_h} (24..30), width {32 if keep else 36} (32..40)" in out
+    share = sum(fg) / sum(pixels)
+    background, name = source.class_names()
+    assert name == "bug", "the annotation's class name, not 'foreground'"
+    assert f"classes: {background} {_pct(1 - share)}, bug {_pct(share)}" in out
+    areas = sorted(f / p for f, p in zip(fg, pixels[:2]))
+    assert (f"objects: 1 per image (median), area {_pct(float(np.median(areas)))} of the image "
+            f"(median; {_pct(areas[0])}..{_pct(areas[1])}); {1 if keep else 0} image(s) without foreground") in out
+    lines = out.splitlines()
+    assert lines.index(next(ln for ln in lines if ln.startswith("fingerprint:"))) < len(lines) - 2, "before the verdict"
+
+
+def test_data_check_fingerprints_a_multiclass_coco_file_with_its_class_names(tmp_path, capsys) -> None:
+    import json
+
+    from workshop import cli
+
+    root = tmp_path / "coco"
+    save(noise(0), root / "p.png")  # 24 x 32
+    data = {"images": [{"id": 1, "file_name": "p.png", "height": H, "width": W}],
+            "annotations": [
+                {"id": 1, "image_id": 1, "category_id": 3, "iscrowd": 0, "area": 64.0, "bbox": [0, 0, 8, 8],
+                 "segmentation": [[0, 0, 8, 0, 8, 8, 0, 8]]},
+                {"id": 2, "image_id": 1, "category_id": 7, "iscrowd": 0, "area": 128.0, "bbox": [16, 8, 16, 8],
+                 "segmentation": [[16, 8, 32, 8, 32, 16, 16, 16]]}],
+            "categories": [{"id": 3, "name": "ant"}, {"id": 7, "name": "bee"}]}
+    (root / "instances.json").write_text(json.dumps(data))
+    from workshop.data.sources import open_source
+
+    source = open_source(root / "instances.json", task="multiclass")
+    mask = source.read(source.items()[0]).mask
+    counts = np.bincount(mask.ravel(), minlength=3)
+    assert counts[1] > 0 and counts[2] > counts[1]
+    assert cli.main(["data", "check", str(root / "instances.json"), "--task", "multiclass"]) == 0
+    out = capsys.readouterr().out
+    assert "fingerprint: 1 image(s), multiclass" in out and f"image size: height {H} ({H}..{H}), width {W} ({W}..{W})" in out
+    shares = counts / counts.sum()
+    names = source.class_names()
+    assert names[1:] == ["ant", "bee"]
+    assert "classes: " + ", ".join(f"{n} {_pct(s)}" for n, s in zip(names, shares)) in out, out
+
+
+def test_data_check_without_a_readable_source_prints_no_fingerprint(tmp_path, capsys) -> None:
+    from workshop import cli
+
+    make_folder(tmp_path, names=("a",))
+    (tmp_path / "images" / "a.png").write_bytes(b"junk")
+    assert cli.main(["data", "check", str(tmp_path)]) == 1
+    assert "fingerprint:" not in capsys.readouterr().out

@@ -200,7 +200,9 @@ def cmd_data(args: argparse.Namespace) -> int:
         if report.ok:  # what the training recipe will see (workshop.recipe reads the same numbers)
             from workshop.fingerprint import describe_path
 
-            text = describe_path(args.path, args.images_dir, args.masks_dir, report.task)
+            text = describe_path(args.path, args.task, images_dir=args.images_dir, masks_dir=args.masks_dir,
+                                 label_map=args.label_map, ignore_index=args.ignore_index,
+                                 label_attribute=args.label_attribute, keep_unannotated=args.keep_unannotated)
             if text:  # before the closing summary and verdict
                 lines[-2:-2] = text.splitlines()
         print("\n".join(lines))

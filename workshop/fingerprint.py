@@ -29,7 +29,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["Fingerprint", "fingerprint_masks", "fingerprint_dataset", "fingerprint_pairs", "describe"]
+__all__ = ["Fingerprint", "fingerprint_masks", "fingerprint_dataset", "fingerprint_pairs", "fingerprint_source", "describe",
+           "describe_path"]
 
 DEFAULT_MAX_IMAGES = 400
 """At most this many images are read for a fingerprint (evenly spaced over the data set)."""
@@ -299,40 +300,50 @@ def describe(fp: Fingerprint, class_names: Sequence[str] | None = None) -> str:
     return "\n".join(lines)
 
 
+def fingerprint_source(source: Any, split: str = "all", max_images: int | None = DEFAULT_MAX_IMAGES) -> Fingerprint:
+    """Fingerprint of one split of a ``workshop.data.sources`` source (any format it reads).
+
+    The samples are read as training reads them (``Source.read``: masks drawn from the shapes of
+    an annotation file, colour masks decoded with the label map), at most ``max_images`` of them.
+    An instance source with one class of objects is measured as binary (its objects counted).
+
+    Raises:
+        DataError: a sample cannot be read (the message names the file).
+        ValueError: the split has no samples.
+    """
+    from workshop.data.sources.base import SourceDataset
+
+    dataset = SourceDataset(source, source.items(split))
+    task = dataset.task
+    if source.task == "instance" and len(source.class_names()) <= 2:
+        task = "binary"  # one class of objects (Penn-Fudan's people): the semantic mask is object / not object
+    return fingerprint_dataset(dataset, task, dataset.num_classes if task != "binary" else None,
+                               source.ignore_index, max_images)
+
+
 def describe_path(
     path: Any,
-    images_dir: str | None = None,
-    masks_dir: str | None = None,
-    task: str = "binary",
-    ignore_index: int | None = 255,
+    task: str | None = None,
     max_images: int | None = DEFAULT_MAX_IMAGES,
+    **open_kwargs: Any,
 ) -> str | None:
-    """The fingerprint of the data ``workshop data check PATH`` looked at, as text (None when not readable).
+    """The fingerprint of the data at ``path``, as text (what ``workshop data check PATH`` prints).
 
-    Finds the pairs of the two plain layouts the way the check does (``images/`` + ``masks/`` or
-    ``masks/binary``, or a CSV of pairs) with ``workshop.data``'s public functions; a layout it
-    cannot pair gives None (the check's report already says why).
+    The source is found by ``workshop.data.sources.open_source`` (folders, CSV and list files,
+    COCO / VIA / LabelMe / CVAT annotations, registered data sets), so the fingerprint covers what
+    the check covers. None when the data cannot be read as a source (the check's report says why).
+
+    Args:
+        path: what ``open_source`` takes: a folder, a file, a registered name.
+        task: ``binary`` / ``multiclass`` (default: as ``open_source`` guesses).
+        max_images: read at most this many samples (evenly spaced).
+        **open_kwargs: the rest of ``open_source``'s arguments (``label_map``, ``images_dir``, ...).
     """
-    from pathlib import Path
-
-    from workshop.data.datasets import match_by_stem, read_pairs_csv
+    from workshop.data.sources import open_source
     from workshop.errors import DataError
 
-    root = Path(path).expanduser()
     try:
-        if root.is_file():
-            pairs = read_pairs_csv(root)
-        elif images_dir is None and masks_dir is None and not (root / "images").is_dir():
-            csvs = sorted(root.glob("*.csv"))
-            if not csvs:
-                return None
-            pairs = read_pairs_csv(root / "train.csv" if (root / "train.csv").is_file() else csvs[0])
-        else:
-            images = root / (images_dir or "images")
-            masks = root / masks_dir if masks_dir else root / "masks"
-            if masks_dir is None and (masks / task).is_dir():
-                masks = masks / task
-            pairs = match_by_stem(images, masks)
-        return describe(fingerprint_pairs(pairs, task, None, ignore_index, max_images))
+        source = open_source(path, task=task, **open_kwargs)
+        return describe(fingerprint_source(source, "all", max_images), source.class_names())
     except (DataError, OSError, ValueError):
         return None

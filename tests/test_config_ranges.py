@@ -45,12 +45,23 @@ def test_every_profile_is_in_range(profile: str) -> None:
     load_config(profile=profile)
 
 
-def test_every_augmentation_probability_has_a_range() -> None:
+@pytest.mark.parametrize("section", ["data", "augment", "train"])  # model has only names
+def test_every_numeric_key_has_a_range(section: str) -> None:
+    """Every int or float key (``int | None`` too) of every section is range-checked; strings are choices."""
+    import types
+    import typing
     from dataclasses import fields
 
-    from workshop.config import AugmentConfig
-
-    assert {f"augment.{f.name}" for f in fields(AugmentConfig)} <= set(RANGES)
+    cls = type(getattr(load_config(profile="smoke"), section))
+    hints = typing.get_type_hints(cls)
+    numeric = set()
+    for f in fields(cls):
+        hint = hints[f.name]
+        args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if any(a in (int, float) for a in args):
+            numeric.add(f"{section}.{f.name}")
+    assert numeric, f"{section} has no numeric keys: the test would check nothing"
+    assert numeric <= set(RANGES), f"numeric keys without a range: {sorted(numeric - set(RANGES))}"
 
 
 def test_cli_refuses_negative_epochs_with_exit_code_2(tmp_path, capsys) -> None:

@@ -606,3 +606,16 @@ def test_data_check_without_a_readable_source_prints_no_fingerprint(tmp_path, ca
     (tmp_path / "images" / "a.png").write_bytes(b"junk")
     assert cli.main(["data", "check", str(tmp_path)]) == 1
     assert "fingerprint:" not in capsys.readouterr().out
+
+
+def test_data_check_fingerprints_masks_named_with_a_suffix_as_it_pairs_them(tmp_path, capsys) -> None:
+    from workshop import cli
+
+    for k, name in enumerate(("x", "y", "z")):
+        save(noise(k), tmp_path / "images" / f"{name}.png")
+        save(bar_mask(), tmp_path / "masks" / f"{name}_mask.png")
+    assert cli.main(["data", "check", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "mask names add '_mask' to the image names" in out
+    share = (W // 2 - W // 4) / W  # bar_mask: columns W/4..W/2 of every row
+    assert "fingerprint: 3 image(s), binary" in out and f"foreground {_pct(share)}" in out, out

@@ -96,8 +96,8 @@ def scale_steps(full: Sequence[int], seconds: Sequence[float], available: float,
     need = sum(min_steps * s for s in seconds)
     if need > available:
         raise BudgetTooSmall(
-            f"the time budget leaves {max(available, 0) / 60:.1f} min for training, but the minimum of {min_steps} "
-            f"steps in each of the {len(full)} stages takes {need / 60:.1f} min at the measured "
+            f"the time budget leaves {max(available, 0):.0f} s for training, but the minimum of {min_steps} "
+            f"steps in each of the {len(full)} stages takes {need:.0f} s at the measured "
             f"{', '.join(f'{s:.2f}' for s in seconds)} s/step; give a larger --max-minutes (or lower "
             "instance.min_stage_steps, the image size or the batch size)",
             need_seconds=need,

@@ -192,6 +192,11 @@ def cmd_data(args: argparse.Namespace) -> int:
                             label_map=args.label_map, ignore_index=args.ignore_index,
                             label_attribute=args.label_attribute, keep_unannotated=args.keep_unannotated)
         print(report.format())
+        from workshop.instance.sizing import describe_objects  # data with instances: the object-size distribution
+
+        objects = describe_objects(args.path, label_attribute=args.label_attribute, keep_unannotated=args.keep_unannotated)
+        if objects:
+            print(objects)
         return 0 if report.ok else 1
     from workshop.data import registry
 

@@ -50,6 +50,7 @@ class InstanceConfig:
         backbone: ``mobilenet_v2_fpn`` or ``mobilenet_v2`` (see workshop.instance.model).
         image_size: Mask R-CNN input (min_size = max_size), or ``auto`` (fitted to the objects).
         max_image_size: the largest ``auto`` may choose (a CPU step costs about its square).
+        min_image_size: the smallest ``auto`` may choose (unless the images are smaller).
         target_object_px: the median object side ``auto`` aims for at the model's input.
         anchor_sizes: one list of sizes per feature map, or ``auto`` (spread over the object sizes).
         detections_per_image: most detections kept per image, or ``auto`` (1.5 x the most objects + 5).
@@ -67,6 +68,7 @@ class InstanceConfig:
     backbone: str = "mobilenet_v2_fpn"
     image_size: int | str = "auto"
     max_image_size: int = 512
+    min_image_size: int = 320
     target_object_px: float = 24.0
     anchor_sizes: list | str = "auto"
     detections_per_image: int | str = "auto"
@@ -106,7 +108,7 @@ def _instance_config(values: dict[str, Any], where: str) -> InstanceConfig:
         value = getattr(cfg, key)
         if isinstance(value, str) and value != "auto":
             raise ConfigError(f"instance.{key}={value!r}: give a value or 'auto'")
-    for key in ("image_size", "max_image_size", "batch_size", "min_stage_steps", "checkpoint_every", "detections_per_image"):
+    for key in ("image_size", "max_image_size", "min_image_size", "batch_size", "min_stage_steps", "checkpoint_every", "detections_per_image"):
         value = getattr(cfg, key)
         if value != "auto" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"instance.{key} must be a whole number >= 1{' or auto' if key in _AUTO_KEYS else ''}, got {value!r}")
@@ -318,7 +320,7 @@ def train_instance(
         fit_info = resume_state.get("fit", {})
     else:
         sizes = measure_objects(train_set, limit=300)
-        fit = fit_detector(sizes, icfg.target_object_px, icfg.max_image_size)
+        fit = fit_detector(sizes, icfg.target_object_px, icfg.max_image_size, icfg.min_image_size)
         log(format_object_sizes(sizes, fit))
         args = _model_args(icfg, fit, len(names))
         fit_info = {"object_sizes": sizes.summary(), "fitted": fit.to_dict()}
@@ -348,9 +350,8 @@ def train_instance(
         budget = max_minutes * 60
         model.to(device)
         seconds = calibrate_step_seconds(model, stages, train_set, batch, device, seed=seed)
-        t_eval = time.perf_counter()
-        evaluate_map(model, [_collate_one(val_set, 0)], device)
-        per_eval = (time.perf_counter() - t_eval) * len(val_set) * (len(stages) if icfg.eval_every_stage else 1)
+        per_image = _seconds_per_prediction(model, val_set, device)
+        per_eval = (per_image * len(val_set) + 2.0) * (len(stages) if icfg.eval_every_stage else 1)
         spent = time.monotonic() - t_start
         available = (budget - spent - per_eval) * 0.97  # 3 %: checkpoints, logging
         log(f"time budget {max_minutes:g} min: {spent:.0f} s spent on data, model and timing, ~{per_eval:.0f} s for "
@@ -417,10 +418,18 @@ def train_instance(
     return summary
 
 
-def _collate_one(dataset, index: int):
-    from workshop.instance.data import collate_detection
-
-    return collate_detection([dataset[index]])
+def _seconds_per_prediction(model, dataset, device, images: int = 2) -> float:
+    """Seconds to predict one validation image (after one untimed call, which allocates)."""
+    model.eval()
+    times = []
+    with torch.no_grad():
+        for i in range(min(images, len(dataset)) + 1):
+            image, _ = dataset[i % len(dataset)]
+            t0 = time.perf_counter()
+            model([image.to(device)])
+            times.append(time.perf_counter() - t0)
+    model.train()
+    return float(sum(times[1:]) / max(len(times) - 1, 1))
 
 
 def _full_config(cfg, icfg, stages) -> dict[str, Any]:

@@ -8,7 +8,8 @@ training set and derives:
 
 * ``image_size`` (Mask R-CNN's ``min_size = max_size``): large enough that the median object is
   about ``target_object_px`` at the input, never larger than the photos themselves or ``max_image_size``
-  (a CPU step costs about the square of it);
+  (a CPU step costs about the square of it), never below ``min_image_size`` (320: large objects keep
+  the pixels their mask outlines need);
 * ``anchor_sizes``: 8 sizes spread (geometrically) over the 2nd to 98th percentile of object sides
   at that input size, two per feature map (strides 8, 16, 32, 64);
 * ``detections_per_image``: 1.5 x the most objects any training image has, plus 5, between 10
@@ -27,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["ObjectSizes", "fit_detector", "format_object_sizes", "measure_objects"]
+__all__ = ["DetectorFit", "ObjectSizes", "describe_objects", "fit_detector", "format_object_sizes", "measure_objects"]
 
 
 @dataclass
@@ -104,14 +105,15 @@ class DetectorFit:
 
 
 def fit_detector(sizes: ObjectSizes, target_object_px: float = 24.0, max_image_size: int = 512,
-                 min_image_size: int = 128, levels: int = 4, per_level: int = 2) -> DetectorFit:
+                 min_image_size: int = 320, levels: int = 4, per_level: int = 2) -> DetectorFit:
     """Image size, anchor sizes and detections per image that fit the measured objects.
 
     Args:
         sizes: from :func:`measure_objects`.
         target_object_px: the median object side wanted at the model's input.
         max_image_size: the largest input size (CPU cost grows with its square).
-        min_image_size: the smallest input size.
+        min_image_size: the smallest input size (unless the images are smaller): large objects are
+            not shrunk further, their masks need the pixels.
         levels: feature maps that get anchors (4 for the FPN backbone, 1 without).
         per_level: anchor sizes per feature map.
 
@@ -164,3 +166,30 @@ def format_object_sizes(sizes: ObjectSizes, fit: DetectorFit | None = None) -> s
             f"fitted: image size {fit.image_size} (median object {fit.median_object_px_at_input:g} px at the input), "
             f"anchors {fit.anchor_sizes}, detections per image {fit.detections_per_image}")
     return "\n".join(lines)
+
+
+def describe_objects(path: str, limit: int = 200, **source_args: Any) -> str | None:
+    """The object-size lines of ``workshop data check PATH`` for data with instances (None for other data).
+
+    Args:
+        path: what ``workshop data check`` was given (an annotation file, a data folder, a registered name).
+        limit: measure at most this many images (evenly spread).
+        **source_args: ``label_attribute``, ``keep_unannotated`` (annotation files).
+    """
+    from workshop.data.sources import open_source
+    from workshop.errors import WorkshopError
+    from workshop.instance.sources import detection_dataset
+
+    try:
+        source = open_source(path, task="instance", **source_args)
+    except (WorkshopError, ValueError, ImportError):
+        return None
+    if not getattr(source, "has_instances", False):
+        return None
+    try:
+        sizes = measure_objects(detection_dataset(source, source.items("all")), limit=limit)
+        fit = fit_detector(sizes) if len(sizes.sides) else None
+    except (WorkshopError, ValueError, OSError) as exc:
+        return f"object sizes: not measured ({exc})"
+    return "object sizes (instances, for the detector's image size and anchors):\n  " + \
+        format_object_sizes(sizes, fit).replace("\n", "\n  ")

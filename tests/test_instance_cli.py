@@ -275,3 +275,35 @@ def test_fit_detector_refuses_a_set_without_objects():
 
     with pytest.raises(ValueError, match="no objects"):
         fit_detector(ObjectSizes(np.zeros(0), np.zeros(0), np.array([0]), np.array([64])))
+
+
+# ----------------------------------------------------------------------------- rooftop helpers
+
+
+def test_polygon_normalisation_round_trips_and_survives_a_resize():
+    from workshop.instance import denormalize_polygon, normalize_polygon
+
+    poly = [[10, 5], [30, 5], [30, 20], [10, 20]]
+    rel = normalize_polygon(poly, width=40, height=25)
+    assert rel.tolist() == [[0.25, 0.2], [0.75, 0.2], [0.75, 0.8], [0.25, 0.8]]
+    assert denormalize_polygon(rel, 40, 25).tolist() == [[10, 5], [30, 5], [30, 20], [10, 20]]
+    assert denormalize_polygon(rel, 80, 50).tolist() == [[20, 10], [60, 10], [60, 40], [20, 40]]  # 2x image
+    with pytest.raises(ValueError, match="at least 3"):
+        normalize_polygon([[0, 0], [1, 1]], 10, 10)
+    with pytest.raises(ValueError, match="positive"):
+        normalize_polygon(poly, 0, 10)
+
+
+def test_rooftop_helpers_are_reachable_from_the_library():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from workshop.data.polygons import mean_points_per_polygon
+    from workshop.instance import show_image_with_masks
+
+    assert mean_points_per_polygon([{"class": "b", "points": [[0, 0], [1, 0], [1, 1]]},
+                                    {"class": "b", "points": [[0, 0], [2, 0], [2, 2], [0, 2], [0, 1]]}]) == 4.0
+    masks = np.zeros((2, 8, 8), bool)
+    masks[0, :3, :3] = masks[1, 5:, 5:] = True
+    fig = show_image_with_masks(np.zeros((8, 8, 3), np.uint8), masks)
+    assert len(fig.axes) == 2 and fig.axes[1].get_title() == "2 object mask(s)"

@@ -46,12 +46,12 @@ def cases(shared: Path) -> dict[str, dict]:
     return {
         "pennfudan": {
             "minutes": [15.0],
-            "set": ["data.source=pennfudan"],
+            "set": ["data.source=pennfudan", "instance.eval_every_stage=false"],
             "data": "pennfudan", "split": "val", "needs": shared / "pennfudan",
         },
         "kudzu": {
             "minutes": [5.0, 10.0],
-            "set": ["data.source=annotations", f"data.root={kudzu / 'train' / 'via_region_data.json'}",
+            "set": ["data.source=annotations", "instance.eval_every_stage=false", f"data.root={kudzu / 'train' / 'via_region_data.json'}",
                     f"data.val={kudzu / 'val' / 'via_region_data.json'}"],
             "data": str(kudzu / "val" / "via_region_data.json"), "split": None, "needs": kudzu,
         },

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["binarize_prediction", "evaluate_instance_run", "evaluate_map", "format_instance_result", "greedy_match",
+__all__ = ["binarize_prediction", "count_duplicates", "evaluate_instance_run", "evaluate_map", "format_instance_result", "greedy_match",
            "mask_iou_matrix", "per_instance_iou", "predict", "score_predictions"]
 
 MAP_KEYS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100")
@@ -234,6 +234,7 @@ def score_predictions(
     several = class_names is not None and len(class_names) > 2
     metric = MeanAveragePrecision(iou_type=("bbox", "segm"), backend="pycocotools", class_metrics=several)
     ious: list[float] = []
+    duplicates = 0
     per_image: list[dict[str, Any]] = []
     for index, (pred, target) in enumerate(zip(predictions, targets)):
         pred = binarize_prediction(pred)
@@ -241,6 +242,7 @@ def score_predictions(
         metric.update([pred], [gt])
         best = per_instance_iou(pred["masks"], gt["masks"], pred["scores"], iou_score_threshold) if len(gt["labels"]) else torch.zeros(0)
         ious.extend(best.tolist())
+        duplicates += count_duplicates(pred["masks"][pred["scores"] >= iou_score_threshold], gt["masks"])
         per_image.append({"index": index, "objects": int(len(gt["labels"])),
                           "detections": int((pred["scores"] >= iou_score_threshold).sum()),
                           "mean_iou": float(best.mean()) if len(best) else None})
@@ -259,8 +261,27 @@ def score_predictions(
     out["objects"] = len(ious)
     out["matched_objects"] = int(sum(v > 0 for v in ious))
     out["mean_instance_iou"] = float(np.mean(ious)) if ious else None
+    out["duplicates"] = duplicates
     out["per_image"] = per_image
     return out
+
+
+def count_duplicates(pred_masks: Tensor, gt_masks: Tensor, min_iou: float = 0.5) -> int:
+    """Predictions that cover an object (IoU > ``min_iou``) another, better-matched prediction already covers.
+
+    After the greedy matching of :func:`greedy_match`, a prediction left without an object whose
+    IoU with some object is still above ``min_iou`` is a duplicate (what NMS should have removed).
+
+    Example:
+        >>> g = torch.zeros(1, 4, 4, dtype=torch.bool); g[0, :2] = True
+        >>> count_duplicates(torch.cat([g, g]), g)
+        1
+    """
+    if len(pred_masks) == 0 or len(gt_masks) == 0:
+        return 0
+    iou = mask_iou_matrix(pred_masks, gt_masks)
+    matched = {i for i, _, _ in greedy_match(iou, min_iou)}
+    return int(sum(1 for i in range(iou.shape[0]) if i not in matched and iou[i].max() > min_iou))
 
 
 def evaluate_instance_run(
@@ -362,5 +383,6 @@ def format_instance_result(result: dict[str, Any]) -> str:
     iou = result.get("mean_instance_iou")
     lines.append(f"  mean IoU per object (matched at score >= {result['score_threshold']:g}, 0 when missed): "
                  f"{f(iou)}; {result['matched_objects']}/{result['objects']} objects matched")
+    lines.append(f"  duplicates (a second detection on an already matched object): {result.get('duplicates', 0)}")
     lines.append(f"written to {result['out']}: metrics.json, per_image.csv, predictions.png")
     return "\n".join(lines)

@@ -156,5 +156,17 @@ def test_data_check_options(tmp_path, capsys) -> None:
     make_folder(tmp_path, names=("a",))
     (tmp_path / "images").rename(tmp_path / "pics")
     code, out, _ = run_cli(capsys, "data", "check", tmp_path, "--images-dir", "pics", "--masks-dir", "masks", "--task", "multiclass")
+    assert code == 1, "0/255 masks checked as multiclass"
+    assert "hold only [0, 255]: that is a binary task (data.task=binary / --task binary), not multiclass" in out
+    Image.fromarray((np.arange(64).reshape(8, 8) % 3).astype(np.uint8)).save(tmp_path / "masks" / "a.png")
+    code, out, _ = run_cli(capsys, "data", "check", tmp_path, "--images-dir", "pics", "--masks-dir", "masks", "--task", "multiclass")
     assert code == 0
-    assert out.splitlines()[0] == f"data check of {tmp_path} (folders pics/ + masks/, no label map: class ids not checked, task multiclass)"
+    assert out.splitlines()[0] == f"data check of {tmp_path} (folders pics/ + masks/, task multiclass)"
+    assert "no label map: 3 classes derived from the mask ids (background, class_1, class_2)" in out
+    lm = tmp_path / "labels.json"
+    lm.write_text(json.dumps({"classes": [{"name": n, "id": i, "color": [i, i, i]} for i, n in enumerate(["bg", "car"])]}))
+    code, out, _ = run_cli(capsys, "data", "check", tmp_path, "--images-dir", "pics", "--masks-dir", "masks", "--label-map", str(lm))
+    assert code == 1 and "mask values not in the label map: {2}" in out, "--label-map declares the valid ids (and implies multiclass)"
+    code, out, _ = run_cli(capsys, "data", "check", tmp_path, "--images-dir", "pics", "--masks-dir", "masks", "--label-map", str(lm),
+                           "--ignore-index", "2")
+    assert code == 0, "an ignore id is declared with --ignore-index"

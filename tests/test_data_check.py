@@ -507,7 +507,7 @@ def test_training_logs_warnings_and_goes_on(tmp_path, monkeypatch) -> None:
     logged: list[str] = []
     with pytest.raises(RuntimeError, match="stop after the data step"):
         runs.train_from_config(folder_config(tmp_path), log=logged.append)
-    assert logged[0] == "data check: 1 warning(s), training goes on:"
+    assert logged[0] == "data check (format: folder pairs): 1 warning(s), training goes on:"
     assert logged[1:3] == [
         "  masks/n1.png",
         "    warning: mask is 16x12, image n1.png is 32x24: same aspect ratio, the mask is resized with nearest-neighbour when loaded",

@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``workshop`` console script."""
     args = build_parser().parse_args(argv)
     warnings.simplefilter("default")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="pycocotools")  # numpy 2 copy= notice, not ours
     try:
         return COMMANDS[args.command](args)
     except (WorkshopError, FileNotFoundError, ValueError) as exc:

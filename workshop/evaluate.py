@@ -202,7 +202,9 @@ def evaluate_run(
     if cfg.data.task == "binary":
         fg = scores["per_class"][shown[1]]
         result["iou"], result["dice"] = fg["iou"], fg["dice"]
-    out_dir = Path(out) if out is not None else (run if run.is_dir() else run.parent) / f"evaluate-{Path(str(data)).stem}-{split}"
+    where = Path(str(data))
+    tag = where.name if where.is_dir() or not where.exists() else f"{where.parent.name}-{where.stem}"
+    out_dir = Path(out) if out is not None else (run if run.is_dir() else run.parent) / f"evaluate-{tag}-{split}"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     with (out_dir / "per_image.csv").open("w", newline="") as fh:

@@ -341,7 +341,7 @@ def _mask_values(
             shown = ", ".join(str(tuple(int(v) for v in c)) for c in colours)
             return None, (
                 f"colour-coded mask (colours {shown}{', ...' if len(colours) == 6 else ''}) needs a label map "
-                "(labelmap.json: class name, id, colour)"
+                "(labelmap.json: class name, id, colour): pass it with --label-map FILE (data.label_map)"
             )
         else:
             try:
@@ -581,7 +581,7 @@ def check_source(source, split: str = "all", root: str | os.PathLike | None = No
             report.problems.extend(extra)
             report.counts["errors"] = len(report.errors)
             report.counts["files_with_errors"] = len({p.path for p in report.errors})
-        report.counts["pairs"] = len(spec.images)
+        report.counts["pairs"] = report.counts["masks"] = len(spec.images)  # masks drawn from the annotations
     return report
 
 
@@ -598,21 +598,12 @@ def check_config(cfg) -> tuple[list[DataReport], LabelMap | None]:
     from workshop.data.sources import named_split_source, source_from_config
 
     d = cfg.data
+    source = source_from_config(cfg)
     try:
-        source = source_from_config(cfg)
         source.items("all")
     except DataError:
-        if d.source not in ("folder", "csv") or d.root is None:
-            raise
-        # Unpaired or missing files: scan everything, so every problem is reported at once.
-        root = Path(d.root).expanduser()
-        if d.source == "csv":
-            report = check_path(root / (d.csv_file or "train.csv"), task=d.task, label_map=d.label_map,
-                                ignore_index=d.ignore_index)
-        else:
-            report = check_path(root, images_dir=d.images_dir, masks_dir=d.masks_dir, task=d.task,
-                                label_map=d.label_map, ignore_index=d.ignore_index, mask_suffix="")
-        if report.ok:
+        report = source.listing_report()  # unpaired or missing files: every one of them, at once
+        if report is None or report.ok:
             raise
         return [report], None
     label_map = source.label_map() if d.task != "binary" else None
@@ -871,7 +862,10 @@ def check_path(
                 "to name them, write labelmap.json ({\"classes\": [{\"name\", \"id\", \"color\"}, ...]}) and pass "
                 "--label-map FILE (data.label_map)")))
         except DataError as exc:
-            problems.append(Problem(DATASET, "error", str(exc)))
+            if "colour-coded" in str(exc):
+                layout += ", no label map: class ids not checked"  # each colour mask is an error below
+            else:
+                problems.append(Problem(DATASET, "error", str(exc)))
         except (OSError, ValueError):
             pass  # unreadable masks are reported file by file below
     report = _scan(images, masks, pairs, task, lm, ignore_index, display_path(root), layout, problems)
@@ -908,7 +902,12 @@ def _detected_source(root: Path, images_dir, masks_dir, task, label_map, ignore_
             return sources.open_source(root, task=task, label_map=lm, ignore_index=ignore_index or 255, **extra)
         for name, cls in sources.REGISTERED.items():
             if sources.has_layout(cls.entry, root):
-                return cls(root, task, ignore_index=ignore_index or 255)
+                registered = cls(root, task, ignore_index=ignore_index or 255)
+                try:
+                    registered.items("all")
+                except DataError:
+                    return None  # a listed file is missing: the scan below reports each one
+                return registered
         if any((root / s).is_dir() and (root / f"{s}annot").is_dir() for s in ("train", "val", "test")):
             return sources.REGISTERED["camvid"](root, task, ignore_index=ignore_index or 255)
         if sources._annotation_in(root) is not None:

@@ -161,6 +161,8 @@ def match_by_stem(images_dir: str | os.PathLike, masks_dir: str | os.PathLike, m
     _require_folder(images_dir, "images")
     _require_folder(masks_dir, "masks")
     images = {p.stem: p for p in list_images(images_dir)}
+    if mask_suffix and images_dir.resolve() == masks_dir.resolve():  # one folder: a.png next to a_mask.png
+        images = {stem: p for stem, p in images.items() if not stem.endswith(mask_suffix)}
     masks = {}
     for p in list_images(masks_dir):
         stem = p.stem[: -len(mask_suffix)] if mask_suffix and p.stem.endswith(mask_suffix) else p.stem

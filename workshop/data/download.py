@@ -14,6 +14,14 @@ Every failure is a ``DataError`` with one line that says what happened and the m
 download the URL in a browser, put the file at the path given, run ``workshop data verify NAME``.
 Only ``urllib`` from the standard library is used.
 
+Why not pooch (considered for issue 12): pooch would bring hashes, a cache and retries, but not
+what these entries need: resuming a half-finished ``.part`` after a broken connection (pooch starts
+again), mirrors tried in order per archive, unpacking that re-roots archive paths into the shared
+layout (``*/CamVid/train/`` -> ``train/``; pooch's ``Unzip``/``Untar`` keep the archive's own paths),
+a ``finalize`` step and the one-line manual alternative per failure. Those would be custom processors
+and downloaders around pooch, so the existing, tested module (about 500 lines) stays; it depends on
+the entries only (``workshop.data.entries``), so there is no import cycle with the registry.
+
 Taught in: notebooks/03_dataset.ipynb
 """
 

@@ -120,11 +120,10 @@ def make_loaders(cfg: Config, device: torch.device | None = None) -> tuple[DataL
 
 
 def class_names(cfg: Config, label_map: LabelMap | None = None) -> Sequence[str]:
-    """Class names of the task (binary: background, foreground; the embedded set: background, building)."""
-    if cfg.data.task == "binary":
-        return ("background", "building" if cfg.data.source == "embedded" else "foreground")
-    if label_map is None:
-        from workshop.data.sources import source_from_config
+    """Class names of the task, from the label map or the source (binary: background and the source's
+    foreground: ``building`` for the embedded set, the label of a one-class annotation file, else ``foreground``)."""
+    if cfg.data.task != "binary" and label_map is not None:
+        return label_map.names
+    from workshop.data.sources import source_from_config
 
-        label_map = source_from_config(cfg).label_map()
-    return label_map.names if label_map else ()
+    return source_from_config(cfg).class_names()

@@ -205,3 +205,15 @@ def load_dataset(
         ds.pairs, ds.transform = [(i.image, i.mask) for i in items], transform
         return ds
     return SourceDataset(source, items, transform)
+
+
+def human_seg_pairs(root: Path) -> list[tuple[Path, Path]]:
+    """The 290 (photo, mask) pairs of human_seg's ``train.csv`` (kept for the benchmarks; see its source)."""
+    from workshop.data.sources.human_seg import csv_pairs
+
+    return csv_pairs(Path(root))
+
+
+def camvid_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
+    """CamVid pairs of ``split`` (see ``workshop.data.sources.camvid.split_pairs``)."""
+    return _camvid.split_pairs(Path(root), split)

@@ -29,8 +29,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from workshop.data.datasets import match_by_stem
-from workshop.data.io import read_image, read_mask
+from workshop.data.io import read_image
 from workshop.data.polygons import drop_empty_masks, load_polygon_labels, render_instance_masks
 from workshop.errors import DataError
 
@@ -310,16 +309,42 @@ def polygon_dataset(
     return DetectionDataset(files, _polygon_loader(root, classes), train=train, max_side=max_side)
 
 
-def _pennfudan_load(pair: tuple[Path, Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    image_path, mask_path = pair
-    image = read_image(image_path)
-    ids = read_mask(mask_path, task="multiclass", ignore_index=None)
-    if ids.shape != image.shape[:2]:
-        raise DataError(f"{mask_path}: instance mask is {ids.shape[::-1]}, image is {image.shape[1::-1]}")
-    object_ids = np.unique(ids)
-    object_ids = object_ids[object_ids != 0]
-    masks = ids[None] == object_ids.reshape(-1, 1, 1)
-    return image, masks, np.ones(len(object_ids), dtype=np.int64)
+def _pennfudan_load(item) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image, instance masks and labels of one Penn-Fudan item (an ``Item`` or an (image, mask) pair)."""
+    from workshop.data.sources.base import Item
+    from workshop.data.sources.pennfudan import read_sample
+
+    if not isinstance(item, Item):
+        item = Item(Path(item[0]), Path(item[1]))
+    sample = read_sample(item)
+    return sample.image, sample.instances.masks, sample.instances.labels
+
+
+def source_detection_dataset(source, split: str = "all", train: bool = False, max_side: int | None = None,
+                             seed: int = 0) -> DetectionDataset:
+    """Instances of any data source that has them (Penn-Fudan, COCO / VIA / LabelMe / CVAT annotations).
+
+    Args:
+        source: a ``workshop.data.sources`` source with ``has_instances``.
+        split: the source's split.
+        train: random horizontal flips.
+        max_side: shrink larger images, or None.
+
+    Raises:
+        ValueError: the source has no instances (its format is named).
+
+    Taught in: notebooks/10_instance.ipynb
+    """
+    if not source.has_instances:
+        raise ValueError(f"{source.format} has no instances (only semantic masks); use Penn-Fudan or an annotation file")
+
+    def load(item) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sample = source.read(item)
+        inst = sample.instances
+        keep = ~inst.iscrowd if inst.iscrowd is not None else np.ones(len(inst), bool)
+        return sample.image, inst.masks[keep], inst.labels[keep]
+
+    return DetectionDataset(source.items(split), load, train=train, max_side=max_side, seed=seed)
 
 
 def find_pennfudan(root: str | os.PathLike | None = None) -> Path | None:
@@ -328,7 +353,7 @@ def find_pennfudan(root: str | os.PathLike | None = None) -> Path | None:
     if root is not None:
         return Path(root) if Path(root).is_dir() else None
     try:
-        from workshop.data.registry import find_local  # type: ignore[attr-defined]
+        from workshop.data.registry import find_local
 
         found = find_local("pennfudan")
         if found is not None and Path(found).is_dir():
@@ -365,18 +390,17 @@ def pennfudan_dataset(
 
     Taught in: notebooks/10_instance.ipynb
     """
+    from workshop.data.sources.pennfudan import PennFudanSource
+
     if split not in ("train", "val", "all"):
         raise ValueError(f"unknown split {split!r}; choose one of: train, val, all")
-    root = Path(root)
-    pairs = match_by_stem(root / "PNGImages", root / "PedMasks", mask_suffix="_mask")
-    if split != "all":
-        train_idx, val_idx = split_items(len(pairs), val_fraction, seed=0)
-        pairs = [pairs[i] for i in (train_idx if split == "train" else val_idx)]
-    return DetectionDataset(pairs, _pennfudan_load, train=(split == "train") if train is None else train, max_side=max_side)
+    source = PennFudanSource(root, "instance", val_fraction=val_fraction, seed=0)
+    return source_detection_dataset(source, split, train=(split == "train") if train is None else train, max_side=max_side)
 
 
 def load_instance_source(name: str, root: str | os.PathLike, split: str = "all", **kwargs: Any) -> DetectionDataset:
-    """A detection data set by source name: ``"embedded"`` (polygon labels) or ``"pennfudan"``.
+    """A detection data set: ``"embedded"`` (polygon labels), ``"pennfudan"``, or ``"annotations"``
+    (``root`` a COCO / VIA / LabelMe / CVAT export, read by ``workshop.data.sources``).
 
     Raises:
         ValueError: unknown name (lists the valid ones).
@@ -385,4 +409,8 @@ def load_instance_source(name: str, root: str | os.PathLike, split: str = "all",
         return polygon_dataset(root, **kwargs)
     if name == "pennfudan":
         return pennfudan_dataset(root, split=split, **kwargs)
-    raise ValueError(f"unknown instance source {name!r}; choose one of: embedded, pennfudan")
+    if name == "annotations":
+        from workshop.data.sources import open_source
+
+        return source_detection_dataset(open_source(root, task="instance"), split, **kwargs)
+    raise ValueError(f"unknown instance source {name!r}; choose one of: embedded, pennfudan, annotations")

@@ -51,7 +51,7 @@ class AnnotationSource(Source):
         self.path = Path(path).expanduser()
         if not self.path.exists():
             raise DataError(f"annotation file not found: {self.path}")
-        self.annotations = read_annotations(self.path, label_attribute=label_attribute)
+        self.annotations = read_annotations(self.path, label_attribute=label_attribute, keep_unannotated=keep_unannotated)
         self.keep_unannotated = keep_unannotated
         if label_map is not None and not isinstance(label_map, LabelMap):
             label_map = LabelMap.from_json(label_map, ignore_index)

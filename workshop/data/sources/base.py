@@ -156,6 +156,11 @@ class Source(ABC):
         return CheckSpec(pairs=pairs, images=images, task="multiclass" if self.task != "binary" else "binary",
                          label_map=self.label_map(), ignore_index=self.ignore_index, layout=self.format)
 
+    def listing_report(self):
+        """When :meth:`items` fails (unpaired or missing files), a ``DataReport`` listing every such
+        problem, or None where the source has no file-by-file scan (the error itself is then shown)."""
+        return None
+
     def official_split(self) -> bool:
         """True when ``train`` and ``val`` are the publisher's lists (``data.val_fraction`` is not used)."""
         return False

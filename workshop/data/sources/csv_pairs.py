@@ -35,6 +35,11 @@ class CSVSource(PairSource):
             self._pairs = read_pairs_csv(self.csv_file, self.base, *self.columns)
         return self._pairs
 
+    def listing_report(self):
+        from workshop.data.check import check_path
+
+        return check_path(self.csv_file, task=self.task, label_map=self._label_map, ignore_index=self.ignore_index)
+
 
 class ListSource(PairSource):
     """A text file with one ``image mask`` pair per line, paths relative to the file's folder (CamVid's ``*_rel.txt``)."""

@@ -79,6 +79,12 @@ class FolderSource(PairSource):
             self._pairs = match_by_stem(self.images_dir, self.masks_dir, self.mask_suffix)
         return self._pairs
 
+    def listing_report(self):
+        from workshop.data.check import check_path
+
+        return check_path(self.images_dir.parent, images_dir=self.images_dir, masks_dir=self.masks_dir, task=self.task,
+                          label_map=self._label_map, ignore_index=self.ignore_index, mask_suffix=self.mask_suffix)
+
 
 def same_folder(a: Path, b: Path) -> bool:
     try:

@@ -31,7 +31,10 @@ MAX_DERIVED_ID = 64  # more distinct ids than this is not a label map to guess
 
 def read_label_png(path: str | os.PathLike, task: str = "multiclass", label_map: LabelMap | None = None,
                    ignore_index: int | None = 255) -> np.ndarray:
-    """Read a mask as class ids; palette masks by their indices unless the label map's colours match.
+    """Read a mask as class ids; a palette mask by its indices (mapped by colour where a label map has it).
+
+    Palette masks: the index ``ignore_index`` stays the ignore id; an index whose palette colour is a
+    label-map colour becomes that class's id; any other index must itself be a label-map id.
 
     Shape:
         (H, W) int64.
@@ -39,31 +42,34 @@ def read_label_png(path: str | os.PathLike, task: str = "multiclass", label_map:
     Raises:
         DataError: unreadable file, colour mask without a label map, values that are not class ids.
     """
-    try:
-        with Image.open(path) as img:
-            mode = img.mode
-            if mode == "P" and task == "multiclass":
-                palette_ids = np.asarray(ImageOps.exif_transpose(img)).astype(np.int64)
-            else:
-                palette_ids = None
-    except (OSError, ValueError):
-        palette_ids = None  # read_mask names the problem
-    if palette_ids is not None and not (label_map is not None and _palette_matches(path, palette_ids, label_map)):
-        if label_map is not None:
-            unexpected = set(np.unique(palette_ids).tolist()) - label_map.valid_values()
-            if unexpected:
-                raise DataError(f"{path}: palette indices not in the label map: {sorted(unexpected)[:12]} "
-                                f"(valid ids: {sorted(label_map.valid_values())[:12]})")
-        return palette_ids
-    return read_mask(path, task=task, label_map=label_map, ignore_index=ignore_index)
-
-
-def _palette_matches(path, ids: np.ndarray, label_map: LabelMap) -> bool:
-    with Image.open(path) as img:
-        pal = np.asarray(img.getpalette() or [], dtype=np.int64).reshape(-1, 3)
-    colours = {c.color for c in label_map.classes}
-    used = [int(i) for i in np.unique(ids) if i != label_map.ignore_index]
-    return bool(used) and all(i < len(pal) and tuple(int(v) for v in pal[i]) in colours for i in used)
+    ids = palette = None
+    if task == "multiclass":
+        try:
+            with Image.open(path) as img:
+                if img.mode == "P":
+                    palette = np.asarray(img.getpalette() or [], dtype=np.int64).reshape(-1, 3)
+                    ids = np.asarray(ImageOps.exif_transpose(img)).astype(np.int64)
+        except (OSError, ValueError):
+            ids = None  # read_mask names the problem
+    if ids is None:
+        return read_mask(path, task=task, label_map=label_map, ignore_index=ignore_index)
+    if label_map is None:
+        return ids
+    by_colour = {c.color: c.id for c in label_map.classes}
+    lut = np.full(256, -1, dtype=np.int64)
+    for i in np.unique(ids).tolist():
+        colour = tuple(int(v) for v in palette[i]) if i < len(palette) else None
+        if i == ignore_index:
+            lut[i] = i
+        elif colour in by_colour:
+            lut[i] = by_colour[colour]
+        elif i in label_map.ids:
+            lut[i] = i
+    bad = sorted(set(np.unique(ids).tolist()) - set(np.flatnonzero(lut >= 0).tolist()))
+    if bad:
+        raise DataError(f"{path}: palette indices {bad[:12]} are neither label-map ids nor label-map colours "
+                        f"(valid ids: {sorted(label_map.valid_values())[:12]})")
+    return lut[ids]
 
 
 def mask_values(path: str | os.PathLike) -> tuple[set[int] | None, np.ndarray | None, list[tuple[int, int, int]]]:
@@ -103,13 +109,13 @@ def derive_label_map(mask_files: Sequence[str | os.PathLike], ignore_index: int 
             )
         ids |= values
         palette = pal if palette is None else palette
+    if ids and (ids <= {0, 255} or ids <= {0, 1} or ids <= {0, 1, ignore_index}):
+        raise DataError(f"the masks in {where} hold only {sorted(ids)}: that is a binary task "
+                        "(data.task=binary / --task binary), not multiclass")
     if ignore_index is not None:
         ids.discard(ignore_index)
     if not ids:
         raise DataError(f"no class ids found in {where} (no masks?)")
-    if ids <= {0, 255} or ids <= {0, 1}:
-        raise DataError(f"the masks in {where} hold only {sorted(ids)}: that is a binary task "
-                        "(data.task=binary / --task binary), not multiclass")
     top = max(ids)
     if top > MAX_DERIVED_ID:
         raise DataError(f"the masks in {where} hold ids up to {top} ({sorted(ids)[:12]}...): too many to be class ids "

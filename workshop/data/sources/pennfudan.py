@@ -70,17 +70,22 @@ class PennFudanSource(RegisteredSource):
         return ["background", "person"]
 
     def read(self, item: Item) -> Sample:
-        image = read_image(item.image)
-        ids = read_mask(item.mask, task="multiclass", ignore_index=None)
-        if ids.shape != image.shape[:2]:
-            raise DataError(f"{item.mask}: instance mask is {ids.shape[::-1]}, image is {image.shape[1::-1]}")
-        object_ids = np.unique(ids)
-        object_ids = object_ids[object_ids != 0]
-        masks = ids[None] == object_ids.reshape(-1, 1, 1)
-        instances = Instances(masks, np.ones(len(object_ids), dtype=np.int64), np.zeros(len(object_ids), bool))
-        return Sample(image, (ids > 0).astype(np.int64), instances, name=item.name)
+        return read_sample(item)
 
     def check_spec(self, split: str = "all") -> CheckSpec:
         items = self.items(split)
         return CheckSpec(pairs=[(i.image, i.mask) for i in items], task="multiclass", label_map=None,
                          ignore_index=None, layout=f"{self.format} (instance ids), split {split}")
+
+
+def read_sample(item: Item) -> Sample:
+    """A photo with its people: person-vs-background mask and one instance per id of the mask file."""
+    image = read_image(item.image)
+    ids = read_mask(item.mask, task="multiclass", ignore_index=None)
+    if ids.shape != image.shape[:2]:
+        raise DataError(f"{item.mask}: instance mask is {ids.shape[::-1]}, image is {image.shape[1::-1]}")
+    object_ids = np.unique(ids)
+    object_ids = object_ids[object_ids != 0]
+    masks = ids[None] == object_ids.reshape(-1, 1, 1)
+    instances = Instances(masks, np.ones(len(object_ids), dtype=np.int64), np.zeros(len(object_ids), bool))
+    return Sample(image, (ids > 0).astype(np.int64), instances, name=item.name)

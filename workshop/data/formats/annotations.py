@@ -1,0 +1,451 @@
+"""Annotation files from labelling tools, read into one shape: images, each with its labelled objects.
+
+The readers (one module per tool: :mod:`.coco`, :mod:`.via`, :mod:`.labelme`, :mod:`.cvat`) all return
+an :class:`AnnotationSet`; :mod:`.rasterize` turns an image's objects into a semantic mask or instance
+masks. The format is detected from the file's *content*, not its extension::
+
+    annotation file(s) --read_annotations--> AnnotationSet(images=[AnnotatedImage(file, objects)])
+      --rasterize.semantic_mask--> (H, W) int64 class ids   (binary and multiclass tasks)
+      --rasterize.instance_masks--> (K, H, W) bool + labels  (the instance track)
+
+Coordinates are pixels in the **EXIF-corrected (upright) frame** of the image, the frame
+:func:`workshop.data.io.read_image` returns; pixel ``i`` spans ``[i, i + 1)`` (the COCO convention).
+
+Example:
+    >>> s = read_annotations(Path("kudzu/train/via_region_data.json"))  # doctest: +SKIP
+    >>> s.format, len(s.images), s.labels  # doctest: +SKIP
+    ('via', 24, ['kudzu'])
+
+Taught in: notebooks/03_dataset.ipynb (your own data)
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from workshop.data.formats.common import ImageInfo, image_info, is_junk, load_json, orient_points, resolve_image
+from workshop.errors import DataError
+
+__all__ = [
+    "FORMATS",
+    "AnnotatedImage",
+    "AnnotatedObject",
+    "AnnotationSet",
+    "detect_format",
+    "read_annotations",
+]
+
+#: The formats :func:`read_annotations` understands, with the tool that writes each.
+FORMATS = {
+    "coco": "COCO instances JSON (CVAT, Roboflow, Label Studio, detectron2 exports)",
+    "via": "VGG Image Annotator 1.x / 2.x JSON (export or project file)",
+    "labelme": "LabelMe JSON, one file per image",
+    "cvat": "CVAT for images 1.1 XML",
+}
+
+Kind = Literal["polygon", "rle", "box"]
+
+
+@dataclass
+class AnnotatedObject:
+    """One labelled region of an image.
+
+    Attributes:
+        label: class name as the tool wrote it.
+        kind: ``"polygon"`` (``polygons`` is set), ``"rle"`` (``rle`` is set) or ``"box"`` (``box`` is set).
+        polygons: one or more rings, each an array of ``x, y`` vertices; COCO objects may have several.
+        rle: a COCO run-length encoding ``{"size": [h, w], "counts": ...}`` (compressed or not).
+        box: ``(x0, y0, x1, y1)``, filled when rasterised.
+        iscrowd: a COCO crowd region: ignored in semantic masks (see :mod:`.rasterize`).
+        z_order: drawing order; a higher ``z_order`` is drawn on top (CVAT), ties keep file order.
+        occluded: the tool's "occluded" flag (CVAT), kept for the user; it does not change masks.
+        shape: the tool's own shape name (``"ellipse"``, ``"rect"``, ``"circle"``...), for reports.
+        attributes: the tool's other attributes of the region (VIA region attributes, CVAT attributes).
+
+    Shape:
+        polygons[i]: (P, 2) float64, columns x, y.
+    """
+
+    label: str
+    kind: Kind
+    polygons: list[np.ndarray] = field(default_factory=list)
+    rle: dict | None = None
+    box: tuple[float, float, float, float] | None = None
+    iscrowd: bool = False
+    z_order: int = 0
+    occluded: bool = False
+    shape: str = ""
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AnnotatedImage:
+    """One image and its objects.
+
+    Attributes:
+        file: the image file, resolved to an absolute path that exists.
+        width: upright (EXIF-corrected) width in pixels; None only when it could not be read.
+        height: upright height in pixels.
+        objects: labelled regions, in file order.
+        annotated: False when the tool listed the image without any region (kept as all background).
+        name: the image name as the annotation file wrote it.
+        source: the annotation file this image came from.
+    """
+
+    file: Path
+    width: int | None
+    height: int | None
+    objects: list[AnnotatedObject]
+    annotated: bool = True
+    name: str = ""
+    source: Path | None = None
+
+
+@dataclass
+class AnnotationSet:
+    """Everything read from one annotation file (or one folder of LabelMe files).
+
+    Attributes:
+        format: ``"coco"``, ``"via"``, ``"labelme"`` or ``"cvat"``.
+        images: the usable images, in file order.
+        labels: class names in the order the file defines (or first uses) them.
+        problems: one line per thing skipped or fixed, each naming the file; empty when all is well.
+        path: the file or folder that was read.
+    """
+
+    format: str
+    images: list[AnnotatedImage]
+    labels: list[str]
+    problems: list[str] = field(default_factory=list)
+    path: Path | None = None
+
+    @property
+    def num_objects(self) -> int:
+        """Number of objects over all images."""
+        return sum(len(img.objects) for img in self.images)
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+def _detect_json(data: Any) -> str | None:
+    if isinstance(data, dict):
+        if "images" in data and "annotations" in data and isinstance(data["images"], list):
+            return "coco"
+        if "_via_img_metadata" in data:
+            return "via"
+        if "shapes" in data and isinstance(data["shapes"], list) and ("imagePath" in data or "imageHeight" in data):
+            return "labelme"
+        if data and all(isinstance(v, dict) and "filename" in v and "regions" in v for v in data.values()):
+            return "via"
+    return None
+
+
+def _is_via3(data: Any) -> bool:
+    return isinstance(data, dict) and {"project", "file", "metadata"} <= set(data)
+
+
+def _detect_xml(path: Path) -> str | None:
+    try:
+        for _, elem in ET.iterparse(path, events=("start",)):
+            return "cvat" if elem.tag == "annotations" else None
+    except ET.ParseError:
+        return None
+    return None
+
+
+def _looks_like_xml(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(256).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"<")
+
+
+def detect_format(path: Path) -> str | None:
+    """Which tool wrote this annotation file (or folder), judged from its content.
+
+    Args:
+        path: a ``.json`` / ``.xml`` file, or a folder of LabelMe JSON files.
+
+    Returns:
+        ``"coco"``, ``"via"``, ``"labelme"``, ``"cvat"``, or None when it is none of them (also for a
+        missing, empty or unparsable file).
+
+    Example:
+        >>> detect_format(Path("kudzu/train/via_region_data.json"))  # doctest: +SKIP
+        'via'
+    """
+    path = Path(path)
+    if path.is_dir():
+        formats = {fmt for _, fmt, _ in _scan_folder(path)[0]}
+        return formats.pop() if len(formats) == 1 else None
+    if not path.is_file() or path.stat().st_size == 0 or is_junk(path):
+        return None
+    if _looks_like_xml(path):
+        return _detect_xml(path)
+    try:
+        return _detect_json(load_json(path))
+    except DataError:
+        return None
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_annotations(
+    path: Path,
+    *,
+    label_attribute: str | None = None,
+    keep_unannotated: bool = False,
+    images_dir: Path | None = None,
+    extract_dir: Path | None = None,
+    default_label: str = "foreground",
+) -> AnnotationSet:
+    """Read an annotation export from COCO, VIA, LabelMe or CVAT; the format is detected.
+
+    Images are looked up in ``images_dir`` when given, else next to the annotation file (and in an
+    ``images/`` folder beside or above it, where COCO and CVAT exports put them). Sizes and
+    coordinates are in the image's EXIF-corrected (upright) frame: a file that declares the stored
+    (sideways) size of a rotated photo has its geometry turned upright, with a problem line.
+
+    Args:
+        path: the annotation file, or a folder of LabelMe JSON files (or holding exactly one
+            COCO / VIA / CVAT file).
+        label_attribute: VIA only: the region attribute that holds the class name. None works when the
+            regions carry one attribute, or one class (read as a binary task).
+        keep_unannotated: keep images the tool listed without any region, as all background.
+            Either way they are reported in ``problems``.
+        images_dir: folder holding the images, when they are not beside the annotation file.
+        extract_dir: LabelMe only: where images embedded as ``imageData`` are written when the
+            image file is missing (default: ``<workshop data dir>/labelme-images``).
+        default_label: VIA only: the class name of regions when the file names no class at all
+            (a binary task); pass the training split's label so every split agrees.
+
+    Returns:
+        The images, labels and problems (skipped images, skipped shapes, OS junk files...).
+
+    Raises:
+        DataError: the file is missing, empty, not valid JSON/XML, not one of the four formats, or
+            (VIA) the class attribute is missing or ambiguous; the message names the file and the fix.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"annotation file or folder not found: {path}")
+    folders = _image_folders(path, images_dir)
+    if path.is_dir():
+        return _read_folder(path, folders, label_attribute, keep_unannotated, extract_dir, default_label)
+    if is_junk(path):
+        raise DataError(f"{path} is an operating-system junk file, not an annotation file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty (zero-byte) annotation file; export it again from the tool")
+    if _looks_like_xml(path):
+        if _detect_xml(path) != "cvat":
+            raise DataError(f"{path}: an XML file but not CVAT for images 1.1 (the root element must be <annotations>)")
+        from workshop.data.formats import cvat
+
+        result = cvat.read(path, folders=folders, keep_unannotated=keep_unannotated)
+    else:
+        data = load_json(path)
+        result = _read_json(path, data, folders, label_attribute, keep_unannotated, extract_dir, default_label)
+    return _finish(result, path)
+
+
+def _read_json(path, data, folders, label_attribute, keep_unannotated, extract_dir, default_label) -> AnnotationSet:
+    fmt = _detect_json(data)
+    if fmt == "coco":
+        from workshop.data.formats import coco
+
+        return coco.read(path, data, folders=folders, keep_unannotated=keep_unannotated)
+    if fmt == "via":
+        from workshop.data.formats import via
+
+        return via.read(path, data, folders=folders, label_attribute=label_attribute,
+                        keep_unannotated=keep_unannotated, default_label=default_label)
+    if fmt == "labelme":
+        from workshop.data.formats import labelme
+
+        return labelme.read_files([(path, data)], folders=folders, keep_unannotated=keep_unannotated, extract_dir=extract_dir)
+    if _is_via3(data):
+        raise DataError(
+            f"{path}: a VIA 3 project file, which is not supported; in VIA 3 use "
+            "'Export annotations (COCO format)' and read that file instead"
+        )
+    keys = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
+    raise DataError(
+        f"{path}: not a COCO, VIA, LabelMe or CVAT annotation file (top level: {keys}); "
+        "COCO needs 'images' and 'annotations', VIA entries need 'filename' and 'regions', "
+        "LabelMe needs 'shapes' and 'imagePath'"
+    )
+
+
+def _image_folders(path: Path, images_dir: Path | None) -> list[Path]:
+    base = path if path.is_dir() else path.parent
+    folders = [Path(images_dir).expanduser()] if images_dir is not None else []
+    folders += [base, base / "images", base.parent / "images", base.parent]
+    seen: list[Path] = []
+    for folder in folders:
+        if folder not in seen:
+            seen.append(folder)
+    return seen
+
+
+def _scan_folder(folder: Path) -> tuple[list[tuple[Path, str, Any]], list[str]]:
+    """Classify every JSON/XML file under ``folder``: ``[(file, format, data)]`` and problem lines."""
+    found: list[tuple[Path, str, Any]] = []
+    problems: list[str] = []
+    for file in sorted(folder.rglob("*")):
+        if not file.is_file() or file.suffix.lower() not in (".json", ".xml"):
+            continue
+        if is_junk(file.relative_to(folder)):
+            problems.append(f"{file}: operating-system junk file, skipped")
+            continue
+        if file.stat().st_size == 0:
+            problems.append(f"{file}: empty (zero-byte) file, skipped")
+            continue
+        if _looks_like_xml(file):
+            fmt, data = _detect_xml(file), None
+        else:
+            try:
+                data = load_json(file)
+            except DataError as err:
+                problems.append(f"{err}; skipped")
+                continue
+            fmt = _detect_json(data)
+        if fmt is None:
+            problems.append(f"{file}: not an annotation file of a known format, skipped")
+            continue
+        found.append((file, fmt, data))
+    return found, problems
+
+
+def _read_folder(folder, folders, label_attribute, keep_unannotated, extract_dir, default_label) -> AnnotationSet:
+    found, problems = _scan_folder(folder)
+    formats = sorted({fmt for _, fmt, _ in found})
+    if not found:
+        raise DataError(
+            f"{folder}: no annotation file found (looked for COCO / VIA / LabelMe .json and CVAT .xml)"
+            + (f"; {len(problems)} file(s) skipped: {problems[0]}" if problems else "")
+        )
+    if formats == ["labelme"]:
+        from workshop.data.formats import labelme
+
+        result = labelme.read_files(
+            [(f, d) for f, _, d in found], folders=folders, keep_unannotated=keep_unannotated,
+            extract_dir=extract_dir, folder=folder,
+        )
+    elif len(found) == 1:
+        file, fmt, data = found[0]
+        if fmt == "cvat":
+            from workshop.data.formats import cvat
+
+            result = cvat.read(file, folders=_image_folders(file, None if folders[0] == folder else folders[0]),
+                               keep_unannotated=keep_unannotated)
+        else:
+            result = _read_json(file, data, _image_folders(file, None if folders[0] == folder else folders[0]),
+                                label_attribute, keep_unannotated, extract_dir, default_label)
+    else:
+        listing = ", ".join(f"{f.relative_to(folder)} ({fmt})" for f, fmt, _ in found[:6])
+        raise DataError(
+            f"{folder}: holds several annotation files ({listing}); give the one to read, "
+            "or keep only LabelMe files in the folder"
+        )
+    result.problems[:0] = problems
+    return _finish(result, folder)
+
+
+def _finish(result: AnnotationSet, path: Path) -> AnnotationSet:
+    """Merge images listed twice, add labels used but not declared, record the path."""
+    merged: dict[Path, AnnotatedImage] = {}
+    for img in result.images:
+        if img.file in merged:
+            first = merged[img.file]
+            result.problems.append(
+                f"{img.source or path}: image {img.name or img.file.name} is listed more than once; its objects are merged"
+            )
+            first.objects.extend(img.objects)
+            first.annotated = first.annotated or img.annotated
+        else:
+            merged[img.file] = img
+    result.images = list(merged.values())
+    for img in result.images:
+        for obj in img.objects:
+            if obj.label not in result.labels:
+                result.labels.append(obj.label)
+    result.path = path
+    return result
+
+
+# ----------------------------------------------------------------------------- used by the readers
+
+
+def place_image(
+    name: str,
+    *,
+    folders: list[Path],
+    declared: tuple[int | None, int | None],
+    objects: list[AnnotatedObject],
+    annotated: bool,
+    source: Path,
+    problems: list[str],
+) -> AnnotatedImage | None:
+    """Find the image a file names, check its size, and turn the geometry upright if needed.
+
+    Returns None (with a problem line) when the image is missing, unreadable, or of another size
+    than the annotation file says.
+    """
+    file = resolve_image(name, folders)
+    count = f"its {len(objects)} object(s) are skipped" if objects else "skipped"
+    if file is None:
+        where = ", ".join(str(f) for f in folders[:3])
+        problems.append(f"{source}: image {name!r} not found (looked in {where}); {count}")
+        return None
+    try:
+        info = image_info(file)
+    except DataError as err:
+        problems.append(f"{source}: {err}; {count}")
+        return None
+    width, height = info.upright_size
+    dw, dh = declared
+    if dw is not None and dh is not None and (int(dw), int(dh)) != (width, height):
+        if (int(dw), int(dh)) == info.stored_size and info.orientation != 1:
+            objects = [_orient_object(obj, info) for obj in objects]
+            problems.append(
+                f"{source}: {name} was annotated on the stored (sideways) pixels {dw}x{dh}; its EXIF "
+                f"orientation {info.orientation} is applied to the annotations too ({width}x{height} upright)"
+            )
+        else:
+            problems.append(
+                f"{source}: {name} is {width}x{height} pixels (upright) but the annotation file says {dw}x{dh}; "
+                f"{count} (was the image resized or replaced after labelling?)"
+            )
+            return None
+    return AnnotatedImage(file=file, width=width, height=height, objects=objects, annotated=annotated,
+                          name=name, source=source)
+
+
+_TRANSPOSE = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}  # EXIF orientation -> PIL.Image.Transpose value
+
+
+def _orient_object(obj: AnnotatedObject, info: ImageInfo) -> AnnotatedObject:
+    from dataclasses import replace
+
+    if obj.kind == "polygon":
+        return replace(obj, polygons=[orient_points(p, info.orientation, info.stored_size) for p in obj.polygons])
+    if obj.kind == "box" and obj.box is not None:
+        x0, y0, x1, y1 = obj.box
+        corners = orient_points(np.array([[x0, y0], [x1, y1]], dtype=np.float64), info.orientation, info.stored_size)
+        lo, hi = corners.min(axis=0), corners.max(axis=0)
+        return replace(obj, box=(float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])))
+    from PIL import Image
+    from pycocotools import mask as mask_util
+
+    from workshop.data.formats.rasterize import decode_rle
+
+    stored = decode_rle(obj.rle or {}, info.stored_size[1], info.stored_size[0])
+    turned = np.asarray(Image.fromarray(stored.astype(np.uint8)).transpose(Image.Transpose(_TRANSPOSE[info.orientation])))
+    rle = mask_util.encode(np.asfortranarray(turned))
+    return replace(obj, rle={"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")})

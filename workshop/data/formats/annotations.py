@@ -16,7 +16,7 @@ Example:
     >>> s.format, len(s.images), s.labels  # doctest: +SKIP
     ('via', 24, ['kudzu'])
 
-Taught in: notebooks/03_dataset.ipynb (your own data)
+Not taught in a notebook yet: the annotation-file data sources and ``workshop data check`` use it.
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ class AnnotationSet:
         labels: class names in the order the file defines (or first uses) them.
         problems: one line per thing skipped or fixed, each naming the file; empty when all is well.
         path: the file or folder that was read.
+        listed: every image name the file lists, kept or not (used to report image files it does not list).
     """
 
     format: str
@@ -123,6 +124,7 @@ class AnnotationSet:
     labels: list[str]
     problems: list[str] = field(default_factory=list)
     path: Path | None = None
+    listed: list[str] = field(default_factory=list)
 
     @property
     def num_objects(self) -> int:
@@ -236,12 +238,21 @@ def read_annotations(
     if not path.exists():
         raise DataError(f"annotation file or folder not found: {path}")
     folders = _image_folders(path, images_dir)
-    if path.is_dir():
-        return _read_folder(path, folders, label_attribute, keep_unannotated, extract_dir, default_label)
-    if is_junk(path):
+    if path.is_file() and is_junk(Path(path.name)):
         raise DataError(f"{path} is an operating-system junk file, not an annotation file")
-    if path.stat().st_size == 0:
+    if path.is_file() and path.stat().st_size == 0:
         raise DataError(f"{path}: empty (zero-byte) annotation file; export it again from the tool")
+    try:
+        if path.is_dir():
+            return _read_folder(path, folders, label_attribute, keep_unannotated, extract_dir, default_label)
+        return _read_file(path, folders, label_attribute, keep_unannotated, extract_dir, default_label)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"{path}: malformed annotation file ({type(err).__name__}: {err})") from None
+
+
+def _read_file(path, folders, label_attribute, keep_unannotated, extract_dir, default_label) -> AnnotationSet:
     if _looks_like_xml(path):
         if _detect_xml(path) != "cvat":
             raise DataError(f"{path}: an XML file but not CVAT for images 1.1 (the root element must be <annotations>)")
@@ -371,12 +382,29 @@ def _finish(result: AnnotationSet, path: Path) -> AnnotationSet:
         else:
             merged[img.file] = img
     result.images = list(merged.values())
+    if result.format in ("via", "cvat"):  # COCO split files often share one images folder: no report
+        _report_unlisted(result, path)
     for img in result.images:
         for obj in img.objects:
             if obj.label not in result.labels:
                 result.labels.append(obj.label)
     result.path = path
     return result
+
+
+def _report_unlisted(result: AnnotationSet, path: Path) -> None:
+    """One problem line per image folder holding images the annotation file does not name."""
+    from workshop.data.io import IMAGE_EXTENSIONS
+
+    listed = {img.file for img in result.images}
+    names = {Path(n.replace("\\", "/")).name for n in result.listed}
+    for folder in sorted({img.file.parent for img in result.images}):
+        unlisted = sorted(f.name for f in folder.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS
+                          and not is_junk(f) and f.resolve() not in listed and f.name not in names)
+        if unlisted:
+            shown = ", ".join(unlisted[:8]) + (f", ... ({len(unlisted) - 8} more)" if len(unlisted) > 8 else "")
+            result.problems.append(f"{path}: {len(unlisted)} image file(s) in {folder} are not in the annotation "
+                                   f"file: {shown}; not used")
 
 
 # ----------------------------------------------------------------------------- used by the readers
@@ -410,6 +438,10 @@ def place_image(
         return None
     width, height = info.upright_size
     dw, dh = declared
+    if any(v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v != int(v) or v <= 0)
+           for v in declared):
+        problems.append(f"{source}: {name} has width/height {dw!r} x {dh!r}, not positive integers; {count}")
+        return None
     if dw is not None and dh is not None and (int(dw), int(dh)) != (width, height):
         if (int(dw), int(dh)) == info.stored_size and info.orientation != 1:
             objects = [_orient_object(obj, info) for obj in objects]

@@ -13,7 +13,7 @@ Uncompressed RLE counts run in column-major (Fortran) order, starting with backg
 decodes both kinds. An annotation with no segmentation but a ``bbox`` becomes a filled box.
 ``iscrowd: 1`` regions become ignore in semantic masks.
 
-Taught in: notebooks/03_dataset.ipynb (your own data)
+Not taught in a notebook yet: the annotation-file data sources and ``workshop data check`` use it.
 """
 
 from __future__ import annotations
@@ -65,6 +65,36 @@ def _segmentation(ann: dict, where: str, problems: list[str]) -> tuple[str, Any]
     return None
 
 
+def _annotation(ann: dict, where: str, names: dict, objects: dict, entries: dict, problems: list[str]) -> AnnotatedObject | None:
+    """One COCO annotation as an object, or None (reported)."""
+    image_id, cat_id = ann.get("image_id"), ann.get("category_id")
+    if not isinstance(image_id, int) or image_id not in objects:
+        problems.append(f"{where} names image id {image_id!r}, which is not in 'images'; skipped")
+        return None
+    if not isinstance(cat_id, int) or cat_id not in names:
+        problems.append(f"{where} names category id {cat_id!r}, which is not in 'categories' {sorted(names)}; skipped")
+        return None
+    seg = _segmentation(ann, where, problems)
+    if seg is None:
+        return None
+    kind, value = seg
+    obj = AnnotatedObject(label=names[cat_id], kind=kind, iscrowd=bool(ann.get("iscrowd", 0)), shape=kind,
+                          attributes=dict(ann.get("attributes", {}) or {}))
+    if kind == "polygon":
+        obj.polygons = value
+    elif kind == "rle":
+        entry = entries[image_id]
+        if "height" in entry and value["size"] != [entry["height"], entry.get("width")]:
+            problems.append(f"{where}: RLE size {value['size']} differs from the image's [height, width] "
+                            f"[{entry['height']}, {entry['width']}]; skipped")
+            return None
+        obj.rle = value
+    else:
+        x, y, w, h = (float(v) for v in value)
+        obj.box = (x, y, x + w, y + h)
+    return obj
+
+
 def read(path: Path, data: dict, *, folders: list[Path], keep_unannotated: bool = False) -> AnnotationSet:
     """Read a parsed COCO instances file (see :func:`read_annotations` for the arguments)."""
     problems: list[str] = []
@@ -74,7 +104,9 @@ def read(path: Path, data: dict, *, folders: list[Path], keep_unannotated: bool 
     for cat in categories:
         if not isinstance(cat, dict) or "id" not in cat or "name" not in cat:
             raise DataError(f"{path}: every COCO category needs 'id' and 'name'; found {str(cat)[:80]}")
-        names[int(cat["id"])] = str(cat["name"])
+        if not isinstance(cat["id"], int):
+            raise DataError(f"{path}: COCO category {cat['name']!r} has id {cat['id']!r}, not an integer")
+        names[cat["id"]] = str(cat["name"])
         if str(cat["name"]) not in labels:
             labels.append(str(cat["name"]))
 
@@ -83,10 +115,13 @@ def read(path: Path, data: dict, *, folders: list[Path], keep_unannotated: bool 
         if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
             problems.append(f"{path}: an image entry without 'id' or 'file_name' ({str(img)[:80]}); skipped")
             continue
-        if int(img["id"]) in entries:
+        if not isinstance(img["id"], int) or isinstance(img["id"], bool):
+            problems.append(f"{path}: image {str(img.get('file_name'))[:60]!r} has id {img['id']!r}, not an integer; skipped")
+            continue
+        if img["id"] in entries:
             problems.append(f"{path}: image id {img['id']} is listed twice; the second entry is ignored")
             continue
-        entries[int(img["id"])] = img
+        entries[img["id"]] = img
 
     objects: dict[int, list[AnnotatedObject]] = {i: [] for i in entries}
     for index, ann in enumerate(_list(data, "annotations", path)):
@@ -94,32 +129,13 @@ def read(path: Path, data: dict, *, folders: list[Path], keep_unannotated: bool 
         if not isinstance(ann, dict):
             problems.append(f"{where} is not an object; skipped")
             continue
-        image_id, cat_id = ann.get("image_id"), ann.get("category_id")
-        if image_id not in objects:
-            problems.append(f"{where} names image id {image_id}, which is not in 'images'; skipped")
+        try:
+            obj = _annotation(ann, where, names, objects, entries, problems)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as err:
+            problems.append(f"{where}: malformed annotation ({err}); skipped")
             continue
-        if cat_id not in names:
-            problems.append(f"{where} names category id {cat_id}, which is not in 'categories' {sorted(names)}; skipped")
-            continue
-        seg = _segmentation(ann, where, problems)
-        if seg is None:
-            continue
-        kind, value = seg
-        obj = AnnotatedObject(label=names[cat_id], kind=kind, iscrowd=bool(ann.get("iscrowd", 0)), shape=kind,
-                              attributes=dict(ann.get("attributes", {}) or {}))
-        if kind == "polygon":
-            obj.polygons = value
-        elif kind == "rle":
-            entry = entries[image_id]
-            if "height" in entry and value["size"] != [int(entry["height"]), int(entry["width"])]:
-                problems.append(f"{where}: RLE size {value['size']} differs from the image's [height, width] "
-                                f"[{entry['height']}, {entry['width']}]; skipped")
-                continue
-            obj.rle = value
-        else:
-            x, y, w, h = (float(v) for v in value)
-            obj.box = (x, y, x + w, y + h)
-        objects[image_id].append(obj)
+        if obj is not None:
+            objects[ann["image_id"]].append(obj)
 
     images: list[AnnotatedImage] = []
     unannotated: list[str] = []

@@ -14,7 +14,6 @@ unreadable raise :class:`workshop.errors.DataError` naming the file.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -152,9 +151,3 @@ def report_unannotated(source: Path, names: list[str], keep: bool, problems: lis
     shown = ", ".join(names[:8]) + (f", ... ({len(names) - 8} more)" if len(names) > 8 else "")
     action = "kept as empty (all background)" if keep else "skipped; pass keep_unannotated=True to keep them as empty"
     problems.append(f"{source}: {len(names)} image(s) have no annotations: {shown}; {action}")
-
-
-def same_path_key(path: Path) -> str:
-    """A key that is equal for two spellings of one file (case-insensitive on Windows)."""
-    text = os.path.normcase(str(path))
-    return text

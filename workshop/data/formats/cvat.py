@@ -20,7 +20,7 @@ Polygons, boxes (``rotation`` in degrees, turned about the centre), ellipses and
 runs row by row inside its box, starting with background. ``polyline``, ``points``, ``tag``,
 ``cuboid`` and ``skeleton`` have no area and are skipped with a problem line.
 
-Taught in: notebooks/03_dataset.ipynb (your own data)
+Not taught in a notebook yet: the annotation-file data sources and ``workshop data check`` use it.
 """
 
 from __future__ import annotations
@@ -137,9 +137,11 @@ def read(path: Path, *, folders: list[Path], keep_unannotated: bool = False) -> 
 
     images: list[AnnotatedImage] = []
     unannotated: list[str] = []
-    undeclared: set[str] = set()
+    undeclared: list[str] = []
+    listed: list[str] = []
     for index, elem in enumerate(root.findall("image")):
         name = elem.get("name", "")
+        listed.append(name)
         if not name:
             problems.append(f"{path}: <image> number {index} has no name; skipped")
             continue
@@ -152,8 +154,8 @@ def read(path: Path, *, folders: list[Path], keep_unannotated: bool = False) -> 
         for number, child in enumerate(children):
             obj = _object(child, f"{path}: {name} <{child.tag}> number {number}", size, problems)
             if obj is not None:
-                if labels and obj.label not in labels:
-                    undeclared.add(obj.label)
+                if labels and obj.label not in labels and obj.label not in undeclared:
+                    undeclared.append(obj.label)
                 objects.append(obj)
         shaped = [c for c in children if c.tag != "tag"]
         if not shaped:
@@ -168,6 +170,7 @@ def read(path: Path, *, folders: list[Path], keep_unannotated: bool = False) -> 
         if placed is not None:
             images.append(placed)
     if undeclared:
-        problems.append(f"{path}: label(s) {sorted(undeclared)} are used but not declared in <meta> labels {labels}; added")
+        problems.append(f"{path}: label(s) {undeclared} are used but not declared in <meta> labels {labels}; added")
+        labels += undeclared
     report_unannotated(path, unannotated, keep_unannotated, problems)
-    return AnnotationSet(format="cvat", images=images, labels=labels, problems=problems)
+    return AnnotationSet(format="cvat", images=images, labels=labels, problems=problems, listed=listed)

@@ -16,7 +16,7 @@ point on the circle) as a polygon; ``mask`` (a base64 PNG inside a box) as an RL
 label and ``group_id`` are one object (its parts merged). ``point``, ``points``, ``line`` and
 ``linestrip`` have no area and are skipped with a problem line.
 
-Taught in: notebooks/03_dataset.ipynb (your own data)
+Not taught in a notebook yet: the annotation-file data sources and ``workshop data check`` use it.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def _shape(shape: dict, where: str, size: tuple[int | None, int | None], problem
             if len(pts) < 2:
                 raise ValueError("a rectangle needs two corner points")
             lo, hi = pts.min(axis=0), pts.max(axis=0)
-            return AnnotatedObject(label=label, kind="box", box=(lo[0], lo[1], hi[0], hi[1]), shape=kind)
+            return AnnotatedObject(label=label, kind="box", box=(float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])), shape=kind)
         if kind == "circle":
             if len(pts) < 2:
                 raise ValueError("a circle needs its centre and a point on it")
@@ -188,7 +188,7 @@ def read_files(
         named.add(file.resolve())
         objects = _objects(path, data, problems)
         if not data["shapes"]:
-            unannotated.append(path.name)
+            unannotated.append(name or path.name)
             if not keep_unannotated:
                 continue
         elif not objects:

@@ -17,7 +17,7 @@ Shape:
     semantic_mask -> (H, W) int64 class ids, 0 = background
     instance_masks -> (K, H, W) bool, (K,) int64 class ids, (K,) bool iscrowd
 
-Taught in: notebooks/03_dataset.ipynb (your own data) and notebooks/10_instance.ipynb
+Not taught in a notebook yet: the annotation-file data sources and ``workshop data check`` use it.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ The class comes from a region attribute: the one named by ``label_attribute``, o
 named, the only attribute the regions carry. Regions that all carry one value (or none) are one class:
 a binary task, named after that value (or ``default_label``).
 
-Taught in: notebooks/03_dataset.ipynb (your own data)
+Not taught in a notebook yet: the annotation-file data sources and ``workshop data check`` use it.
 """
 
 from __future__ import annotations
@@ -75,7 +75,14 @@ def _regions(entry: dict) -> list[dict]:
     if isinstance(regions, dict):  # VIA 1.x: {"0": {...}, "1": {...}}
         keys = sorted(regions, key=lambda k: (0, int(k)) if str(k).isdigit() else (1, str(k)))
         regions = [regions[k] for k in keys]
+    if not isinstance(regions, list):
+        return []
     return [r for r in regions if isinstance(r, dict)]
+
+
+def _region_attributes(region: dict) -> dict:
+    attrs = region.get("region_attributes")
+    return attrs if isinstance(attrs, dict) else {}
 
 
 def _values(value: Any) -> list[str]:
@@ -101,7 +108,7 @@ def _choose_attribute(path: Path, regions: list[dict], label_attribute: str | No
     """The attribute holding the class, or None for "one class"; raises when it is missing or ambiguous."""
     found: dict[str, Counter] = {}
     for region in regions:
-        for key, value in (region.get("region_attributes") or {}).items():
+        for key, value in _region_attributes(region).items():
             for v in _values(value):
                 found.setdefault(str(key), Counter())[v] += 1
     if label_attribute is not None:
@@ -143,7 +150,7 @@ def _shape(shape: dict, where: str, problems: list[str]) -> AnnotatedObject | No
             cx, cy, rx, ry = (float(shape[k]) for k in ("cx", "cy", "rx", "ry"))
             theta = float(shape.get("theta", 0.0) or 0.0)
             return AnnotatedObject(label="", kind="polygon", polygons=[ellipse_polygon(cx, cy, rx, ry, theta)], shape=name)
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         problems.append(f"{where}: {name} shape with a missing or non-numeric value ({err}); skipped")
         return None
     if name in ("point", "polyline"):
@@ -173,17 +180,19 @@ def read(
         options = (definitions.get(attribute) or {}).get("options") or {}
         labels = [str(k) for k in options] if isinstance(options, dict) else []
     else:
-        values = {v for r in all_regions for val in (r.get("region_attributes") or {}).values() for v in _values(val)}
+        values = {v for r in all_regions for val in _region_attributes(r).values() for v in _values(val)}
         labels = [values.pop() if values else default_label]
 
     images: list[AnnotatedImage] = []
     unannotated: list[str] = []
     unlabelled: list[str] = []
+    listed: list[str] = []
     for key, entry in entries.items():
-        if not isinstance(entry, dict) or "filename" not in entry:
+        if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str):
             problems.append(f"{path}: entry {key!r} has no 'filename'; skipped")
             continue
         name = str(entry["filename"])
+        listed.append(name)
         regions = _regions(entry)
         if name.startswith(("http://", "https://")):
             problems.append(f"{path}: image {name} is a web address; download it next to the annotation file "
@@ -192,10 +201,11 @@ def read(
         objects: list[AnnotatedObject] = []
         for index, region in enumerate(regions):
             where = f"{path}: {name} region {index}"
-            obj = _shape(region.get("shape_attributes") or {}, where, problems)
+            shape = region.get("shape_attributes")
+            obj = _shape(shape if isinstance(shape, dict) else {}, where, problems)
             if obj is None:
                 continue
-            attrs = dict(region.get("region_attributes") or {})
+            attrs = _region_attributes(region)
             obj.attributes = attrs
             if attribute is None:
                 obj.label = labels[0]
@@ -221,4 +231,4 @@ def read(
         shown = ", ".join(unlabelled[:5]) + (f", ... ({len(unlabelled) - 5} more)" if len(unlabelled) > 5 else "")
         problems.append(f"{path}: {len(unlabelled)} region(s) have no single value of {attribute!r}: {shown}; skipped")
     report_unannotated(path, unannotated, keep_unannotated, problems)
-    return AnnotationSet(format="via", images=images, labels=labels, problems=problems)
+    return AnnotationSet(format="via", images=images, labels=labels, problems=problems, listed=listed)

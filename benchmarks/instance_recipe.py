@@ -72,6 +72,7 @@ def main(argv=None) -> int:
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--data", choices=("embedded", "kudzu"), default="embedded")
     parser.add_argument("--num-images", type=int, default=80, help="embedded set size")
+    parser.add_argument("--min-stage-steps", type=int, default=20, help="instance.min_stage_steps (lower on a loaded machine)")
     parser.add_argument("--only", nargs="*", choices=list(VARIANTS), default=None)
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "runs" / "recipe"))
     parser.add_argument("--out", default=None)
@@ -83,7 +84,8 @@ def main(argv=None) -> int:
     rows = []
     for name in args.only or list(VARIANTS):
         run = work / f"{args.data}-{name.replace('+', 'plus-')}-{args.minutes:g}min"
-        sets = [x for s in data + ["instance.eval_every_stage=false", *VARIANTS[name]] for x in ("--set", s)]
+        sets = [x for s in data + ["instance.eval_every_stage=false", f"instance.min_stage_steps={args.min_stage_steps}",
+                                            *VARIANTS[name]] for x in ("--set", s)]
         t0 = time.monotonic()
         proc = subprocess.run([sys.executable, "-m", "workshop.cli", "train", "--config", str(CONFIG), *sets,
                                "--max-minutes", str(args.minutes), "--run-dir", str(run)],

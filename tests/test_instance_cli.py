@@ -307,3 +307,60 @@ def test_rooftop_helpers_are_reachable_from_the_library():
     masks[0, :3, :3] = masks[1, 5:, 5:] = True
     fig = show_image_with_masks(np.zeros((8, 8, 3), np.uint8), masks)
     assert len(fig.axes) == 2 and fig.axes[1].get_title() == "2 object mask(s)"
+
+
+# ----------------------------------------------------------------------------- annotation files
+
+
+def _via_fixture(folder: Path, n: int = 2) -> Path:
+    """A VIA 2.x export of ``n`` 32 x 32 images, each with a square and a triangle of class 'bug'."""
+    folder.mkdir(parents=True, exist_ok=True)
+    regions = {}
+    for i in range(n):
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(folder / f"{i}.png")
+        shapes = [([2, 12, 12, 2], [2, 2, 12, 12]), ([20, 30, 25], [20, 20, 30])]
+        regions[f"{i}.png{i}"] = {"filename": f"{i}.png", "size": 1, "regions": [
+            {"shape_attributes": {"name": "polygon", "all_points_x": xs, "all_points_y": ys},
+             "region_attributes": {"insect": "bug"}} for xs, ys in shapes]}
+    path = folder / "via_region_data.json"
+    path.write_text(json.dumps(regions))
+    return path
+
+
+def test_annotation_file_gives_instances_and_named_validation(tmp_path):
+    from workshop.instance.runs import load_instance_config
+    from workshop.instance.sources import detection_splits
+
+    train, val = _via_fixture(tmp_path / "train", 3), _via_fixture(tmp_path / "val", 2)
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(TINY.replace("source: embedded,", f"source: annotations, root: {train}, val: {val},"))
+    cfg, _, _ = load_instance_config(cfg_file)
+    train_set, val_set, names, how = detection_splits(cfg, max_side=None)
+    assert (len(train_set), len(val_set)) == (3, 2) and names == ["background", "bug"] and "data.val" in how
+    _, target = val_set[0]
+    assert target["labels"].tolist() == [1, 1]
+    assert target["boxes"][0].tolist() == [2.0, 2.0, 12.0, 12.0]  # pycocotools fills columns 2..11 of x in [2, 12]
+
+
+def test_data_check_reports_object_sizes_of_an_annotation_file(tmp_path, capsys):
+    path = _via_fixture(tmp_path / "train", 2)
+    main(["data", "check", str(path)])
+    out = capsys.readouterr().out
+    assert "objects: 4 in 2 image(s), 2.0 per image (at most 2)" in out
+    assert "object side sqrt(w*h) in px" in out and "fitted: image size 32" in out
+
+
+@pytest.mark.realdata
+def test_kudzu_reads_as_instances():
+    kudzu = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "kudzu"
+    if not kudzu.is_dir():
+        pytest.skip("../shared/datasets/kudzu is not here")
+    from workshop.config import load_config
+    from workshop.instance.sources import detection_splits
+
+    cfg = load_config(overrides={"data": {"source": "annotations", "task": "instance",
+                                          "root": str(kudzu / "train" / "via_region_data.json"),
+                                          "val": str(kudzu / "val" / "via_region_data.json")}})
+    train, val, names, _ = detection_splits(cfg, max_side=None)
+    assert (len(train), len(val)) == (24, 16) and names == ["background", "kudzu"]
+    assert len(train[0][1]["boxes"]) > 0

@@ -151,16 +151,25 @@ def detection_splits(cfg: Any, max_side: int | None, augment: dict[str, float] |
     from workshop.data.sources import config_splits
 
     src = instance_source(cfg)
-    splits = config_splits(cfg, src)
-    (tsrc, titems), (vsrc, vitems) = splits.train, splits.val
+    if cfg.data.val:
+        # data.val is read with its own labels: a one-class export whose regions carry no class
+        # attribute (kudzu's val file) reads as 'foreground', which is the training set's one class.
+        vsrc = open_instance_source(cfg.data.val, cfg)
+        tnames, vnames = list(src.class_names()), list(vsrc.class_names())
+        if vnames != tnames and not (len(vnames) == len(tnames) == 2):
+            raise ConfigError(f"data.val={cfg.data.val!r} has classes {vnames[1:]} but the training data has "
+                              f"{tnames[1:]}; give validation data with the same classes")
+        titems = src.items("train" if src.official_split() else "all")
+        tsrc, vitems, how = src, vsrc.items("all"), f"data.val {cfg.data.val}"
+    else:
+        splits = config_splits(cfg, src)
+        (tsrc, titems), (vsrc, vitems), how = splits.train, splits.val, splits.how
     if not titems:
         raise DataError(f"{tsrc.format}: no training images")
     if not vitems:
         raise DataError(f"{vsrc.format}: no validation images (set data.val to an annotation file or folder, "
                         "or raise data.val_fraction)")
-    if vsrc is not tsrc:
-        _require_instances(vsrc, f"data.val={cfg.data.val!r}")
     names = list(tsrc.class_names())
     train = detection_dataset(tsrc, titems, train=True, max_side=max_side, augment=augment, seed=seed)
     val = detection_dataset(vsrc, vitems, train=False, max_side=max_side)
-    return train, val, names, splits.how
+    return train, val, names, how

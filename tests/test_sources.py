@@ -243,3 +243,60 @@ def test_class_id_masks_checked_as_binary_name_the_multiclass_task(tmp_path) -> 
     assert not any("JPEG" in m for m in messages), "never 'a JPEG mask or smoothed edges?' for class ids"
     blurred = make_pairs(tmp_path / "blur", mask=lambda k: np.linspace(0, 255, H * W).reshape(H, W))
     assert any("JPEG" in p.message for p in check_path(blurred, task="binary").errors), "noise is still called noise"
+
+
+def _coco(root: Path) -> Path:
+    data = {"images": [{"id": 1, "file_name": "p.jpg", "height": H, "width": W}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "iscrowd": 0, "area": 10.0, "bbox": [1, 1, 5, 4],
+                             "segmentation": [[1, 1, 6, 1, 1, 5]]}],
+            "categories": [{"id": 3, "name": "bug"}]}
+    (root / "instances.json").write_text(json.dumps(data))
+    return root / "instances.json"
+
+
+def _labelme(root: Path) -> Path:
+    data = {"version": "5.0.1", "flags": {}, "imagePath": "p.jpg", "imageData": None, "imageHeight": H, "imageWidth": W,
+            "shapes": [{"label": "bug", "points": [[1, 1], [6, 1], [1, 5]], "shape_type": "polygon", "flags": {}}]}
+    (root / "p.json").write_text(json.dumps(data))
+    return root / "p.json"
+
+
+def _cvat(root: Path) -> Path:
+    (root / "annotations.xml").write_text(
+        '<?xml version="1.0" encoding="utf-8"?>\n<annotations><version>1.1</version>'
+        '<meta><task><labels><label><name>bug</name></label></labels></task></meta>'
+        f'<image id="0" name="p.jpg" width="{W}" height="{H}"><polygon label="bug" occluded="0" points="1,1;6,1;1,5" z_order="0"/>'
+        '</image></annotations>')
+    return root / "annotations.xml"
+
+
+@pytest.mark.parametrize(("make", "fmt"), [(_coco, "COCO instances JSON"), (_labelme, "LabelMe JSON"),
+                                           (_cvat, "CVAT for images 1.1 XML")])
+def test_every_annotation_format_is_a_source_that_data_check_names(tmp_path, make, fmt) -> None:
+    via = make_via(tmp_path / "via", names=("p",), empty=())
+    reference = open_source(via).read(open_source(via).items()[0]).mask
+    root = _mkdir(tmp_path / "export")
+    save(image(0), root / "p.jpg")
+    path = make(root)
+    src = open_source(path)
+    assert src.format.startswith(fmt) and len(src.items()) == 1
+    assert np.array_equal(src.read(src.items()[0]).mask, reference), "the same triangle gives the same mask in every format"
+    report = check_path(path)
+    assert report.ok and report.layout.startswith(f"format: {fmt}")
+
+
+def test_coco_crowd_regions_are_ignored_in_the_binary_view_and_left_out_of_instances(tmp_path) -> None:
+    save(image(0), tmp_path / "p.jpg")
+    path = _coco(tmp_path)
+    data = json.loads(path.read_text())
+    data["annotations"].append({"id": 2, "image_id": 1, "category_id": 3, "iscrowd": 1, "area": 4.0, "bbox": [6, 3, 2, 2],
+                                "segmentation": [[6, 3, 8, 3, 8, 5, 6, 5]]})
+    path.write_text(json.dumps(data))
+    sample = open_source(path, task="binary").read(open_source(path).items()[0])
+    assert set(np.unique(sample.mask).tolist()) == {0, 1, 255}
+    assert (sample.mask[3:5, 6:8] == 255).all(), "the crowd box is ignored, not background"
+    from workshop.instance.data import load_instance_source
+
+    ds = load_instance_source("annotations", path)
+    _, target = ds[0]
+    assert len(target["labels"]) == 1, "crowd regions are no instance to learn"

@@ -133,7 +133,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         from workshop.evaluate import run_label_map
 
         label_map = run_label_map(load_config(overrides=state["config"], profile=state["config"].get("profile")), state["class_names"])
-    written = predict_paths(model, args.input, args.out, size, device, args.threshold, args.alpha, label_map=label_map)
+    written = predict_paths(model, args.input, args.out, size, device, args.threshold, args.alpha, label_map=label_map,
+                            class_names=list(state["class_names"]))
     for w in written:
         shares = ", ".join(f"{name} {share:.1%}" for name, share in sorted(w["shares"].items(), key=lambda kv: -kv[1]))
         ids = f" (class ids: {w['ids']})" if "ids" in w else ""

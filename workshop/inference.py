@@ -160,11 +160,12 @@ def predict_paths(
     threshold: float = 0.5,
     alpha: float = 0.5,
     label_map: "LabelMap | None" = None,
+    class_names: tuple[str, ...] | list[str] = ("background", "foreground"),
 ) -> list[dict[str, Any]]:
     """Predict every image of a file or folder; write ``NAME_mask.png`` and ``NAME_overlay.png``.
 
     Binary models: ``NAME_mask.png`` is 0/255. Multiclass models (``label_map`` given):
-    ``NAME_mask.png`` is colour-coded with the label map's colours (a palette PNG whose values are
+    ``class_names`` names a binary model's two classes in the shares. ``NAME_mask.png`` is colour-coded with the label map's colours (a palette PNG whose values are
     the class ids) and ``NAME_ids.png`` holds the class ids as plain grey values alongside.
 
     Returns:
@@ -202,7 +203,7 @@ def predict_paths(
         else:
             mask_path = save_mask_png(mask, out / f"{f.stem}_mask.png")
             palette = None
-            shares = class_shares(mask, ("background", "foreground"))
+            shares = class_shares(mask, class_names)
         overlay_path = out / f"{f.stem}_overlay.png"
         Image.fromarray(overlay(image, mask, alpha, palette=palette)).save(overlay_path)
         record.update({"mask": str(mask_path), "overlay": str(overlay_path), "foreground": float((mask > 0).mean()),

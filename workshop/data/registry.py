@@ -196,9 +196,12 @@ def load_dataset(
     if task not in entry.tasks:
         raise ValueError(f"{name} offers task(s): {', '.join(entry.tasks)}; got task={task!r}")
     kwargs: dict[str, Any] = {"seed": seed, "val_fraction": val_fraction}
-    if name == "pets":
-        kwargs["border"] = border
-    source = registered_source(name, root, task, **kwargs)
+    if border != "ignore":
+        kwargs["border"] = border  # an option of the pets source only
+    try:
+        source = registered_source(name, root, task, **kwargs)
+    except TypeError:
+        raise ValueError(f"border={border!r} is an option of pets only, not of {name}") from None
     items = source.items(split)
     if task == "instance":
         ds = InstanceDataset.__new__(InstanceDataset)

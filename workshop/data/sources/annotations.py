@@ -99,8 +99,8 @@ class AnnotationSource(Source):
         if self.task == "binary":
             mask = np.where(mask == self.ignore_index, self.ignore_index, (mask > 0).astype(np.int64))
         masks, labels, crowd = instance_masks(entry.objects, self.labels_to_ids, h, w)
-        return Sample(image, mask, Instances(np.asarray(masks, bool), np.asarray(labels, np.int64), np.asarray(crowd, bool)),
-                      name=item.name)
+        instances = Instances(np.asarray(masks, bool), np.asarray(labels, np.int64), np.asarray(crowd, bool))
+        return Sample(image, mask, instances, name=item.name)
 
     def check_spec(self, split: str = "all") -> CheckSpec:
         items = self.items(split)

@@ -364,3 +364,12 @@ def test_kudzu_reads_as_instances():
     train, val, names, _ = detection_splits(cfg, max_side=None)
     assert (len(train), len(val)) == (24, 16) and names == ["background", "kudzu"]
     assert len(train[0][1]["boxes"]) > 0
+
+
+def test_fit_detector_never_upsamples_small_images_nor_shrinks_large_objects():
+    from workshop.instance.sizing import ObjectSizes, fit_detector
+
+    small = ObjectSizes(np.array([20.0, 22, 24]), np.ones(3), np.array([3]), np.array([128]))
+    assert fit_detector(small, min_image_size=320).image_size == 128  # the images' own size, not 320
+    people = ObjectSizes(np.array([150.0, 170, 190]), np.ones(3), np.array([3]), np.array([486]))
+    assert fit_detector(people, min_image_size=320).image_size == 320  # 486 * 24 / 170 = 69 -> at least 320

@@ -373,3 +373,12 @@ def test_fit_detector_never_upsamples_small_images_nor_shrinks_large_objects():
     assert fit_detector(small, min_image_size=320).image_size == 128  # the images' own size, not 320
     people = ObjectSizes(np.array([150.0, 170, 190]), np.ones(3), np.array([3]), np.array([486]))
     assert fit_detector(people, min_image_size=320).image_size == 320  # 486 * 24 / 170 = 69 -> at least 320
+
+
+def test_dense_images_get_more_rois_and_proposals():
+    from workshop.instance.sizing import ObjectSizes, fit_detector
+
+    sparse = fit_detector(ObjectSizes(np.array([30.0]), np.ones(1), np.array([12]), np.array([768])))
+    dense = fit_detector(ObjectSizes(np.array([11.0]), np.ones(1), np.array([112, 3]), np.array([768])))
+    assert (sparse.rois_per_image, sparse.proposals_per_image) == (64, 300)  # the CPU defaults
+    assert (dense.rois_per_image, dense.proposals_per_image, dense.detections_per_image) == (224, 448, 173)

@@ -257,7 +257,10 @@ def _model_args(icfg: InstanceConfig, fit, num_classes: int) -> dict[str, Any]:
     return dict(num_classes=num_classes, backbone=icfg.backbone, min_size=size, max_size=size,
                 anchor_sizes=[list(a) for a in anchors], mask_head_layers=icfg.mask_head_layers,
                 box_detections_per_img=dets, box_nms_thresh=float(icfg.nms_threshold),
-                box_score_thresh=float(icfg.score_threshold), rpn_post_nms_top_n_test=max(150, 3 * dets))
+                box_score_thresh=float(icfg.score_threshold), rpn_post_nms_top_n_test=max(150, 3 * dets),
+                box_batch_size_per_image=int(getattr(fit, "rois_per_image", 64)),
+                rpn_post_nms_top_n_train=int(getattr(fit, "proposals_per_image", 300)),
+                rpn_pre_nms_top_n_train=max(600, 2 * int(getattr(fit, "proposals_per_image", 300))))
 
 
 def train_instance(

@@ -13,7 +13,9 @@ training set and derives:
 * ``anchor_sizes``: 8 sizes spread (geometrically) over the 2nd to 98th percentile of object sides
   at that input size, two per feature map (strides 8, 16, 32, 64);
 * ``detections_per_image``: 1.5 x the most objects any training image has, plus 5, between 10
-  and 300 (a cap far above that only adds low-scoring false positives to every image).
+  and 300 (a cap far above that only adds low-scoring false positives to every image);
+* for dense images (more than 32 objects), more RoIs sampled per image to train the heads
+  (2 x the most objects, up to 256) and more proposals (4 x, up to 2000) than the CPU defaults.
 
 The object side is ``sqrt(box width * box height)``.
 
@@ -99,6 +101,8 @@ class DetectorFit:
     detections_per_image: int
     scale: float  # input size / median long side of the images
     median_object_px_at_input: float
+    rois_per_image: int = 64  # box_batch_size_per_image: proposals sampled per image to train the box/mask heads
+    proposals_per_image: int = 300  # rpn_post_nms_top_n_train
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,7 +150,11 @@ def fit_detector(sizes: ObjectSizes, target_object_px: float = 24.0, max_image_s
     anchors = [spread[i * per_level:(i + 1) * per_level].tolist() for i in range(levels)]
     most = int(sizes.per_image.max()) if len(sizes.per_image) else 0
     detections = int(min(300, max(10, math.ceil(1.5 * most) + 5)))
-    return DetectorFit(size, anchors, detections, round(scale, 4), round(median * scale, 1))
+    # Dense images (kudzu: up to 112 insects) need more sampled RoIs (a quarter are positives) and
+    # more proposals than the CPU defaults (64 and 300), or most objects never reach the heads.
+    rois = int(min(256, max(64, 2 * most)))
+    proposals = int(min(2000, max(300, 4 * most)))
+    return DetectorFit(size, anchors, detections, round(scale, 4), round(median * scale, 1), rois, proposals)
 
 
 def format_object_sizes(sizes: ObjectSizes, fit: DetectorFit | None = None) -> str:
@@ -164,7 +172,9 @@ def format_object_sizes(sizes: ObjectSizes, fit: DetectorFit | None = None) -> s
     if fit is not None:
         lines.append(
             f"fitted: image size {fit.image_size} (median object {fit.median_object_px_at_input:g} px at the input), "
-            f"anchors {fit.anchor_sizes}, detections per image {fit.detections_per_image}")
+            f"anchors {fit.anchor_sizes}, detections per image {fit.detections_per_image}"
+            + (f", {fit.rois_per_image} RoIs and {fit.proposals_per_image} proposals per training image"
+               if fit.rois_per_image > 64 else ""))
     return "\n".join(lines)
 
 

@@ -223,12 +223,12 @@ class DetectionDataset(Dataset):
         Shape:
             image (H, W, 3), masks (K, H, W) -> the same, or (W, H, 3), (K, W, H) after a quarter turn.
         """
-        draws = rng.random(3)
-        if draws[0] < self.hflip:
+        # one draw per augmentation that is on, in this order (horizontal flips alone draw as before)
+        if rng.random() < self.hflip:
             image, masks = image[:, ::-1], masks[:, :, ::-1]
-        if draws[1] < self.vflip:
+        if self.vflip and rng.random() < self.vflip:
             image, masks = image[::-1], masks[:, ::-1]
-        if draws[2] < self.rotate90:
+        if self.rotate90 and rng.random() < self.rotate90:
             turns = int(rng.integers(1, 4))
             image, masks = np.rot90(image, turns, axes=(0, 1)), np.rot90(masks, turns, axes=(1, 2))
         return image, np.ascontiguousarray(masks)

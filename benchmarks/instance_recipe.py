@@ -15,6 +15,7 @@ Usage::
     python benchmarks/instance_recipe.py --minutes 2 --num-images 80          # ~15 min on 2 cores
     python benchmarks/instance_recipe.py --data kudzu --minutes 5             # the real VIA set
     python benchmarks/instance_recipe.py --only before fitted --minutes 1     # a subset
+    python benchmarks/instance_recipe.py --nms-sweep RUN                      # one model at 4 NMS thresholds
 
 Taught in: notebooks/10_instance.ipynb (the recipe)
 """
@@ -47,13 +48,15 @@ VARIANTS = {
 }
 
 
-def score_run(run: Path) -> dict:
-    """Mask/box mAP and duplicates of a run's best checkpoint on its own validation split."""
+def score_run(run: Path, nms: float | None = None) -> dict:
+    """Mask/box mAP and duplicates of a run's best checkpoint on its own validation split (at ``nms``, or the run's)."""
     from workshop.instance.evaluate import score_predictions
     from workshop.instance.runs import load_instance_config, load_instance_model
     from workshop.instance.sources import detection_splits
 
     model, state = load_instance_model(run)
+    if nms is not None:
+        model.roi_heads.nms_thresh = nms  # NMS acts at inference only: the same weights, another threshold
     cfg, icfg, _ = load_instance_config(run / "config.yaml")
     _, val, names, _ = detection_splits(cfg, max_side=None)
     preds, targets = [], []
@@ -75,8 +78,16 @@ def main(argv=None) -> int:
     parser.add_argument("--min-stage-steps", type=int, default=20, help="instance.min_stage_steps (lower on a loaded machine)")
     parser.add_argument("--only", nargs="*", choices=list(VARIANTS), default=None)
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "runs" / "recipe"))
+    parser.add_argument("--nms-sweep", metavar="RUN", default=None,
+                        help="score one trained run at NMS 0.3, 0.4, 0.5, 0.6 (inference only) and stop")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
+    if args.nms_sweep:
+        for nms in (0.3, 0.4, 0.5, 0.6):
+            r = score_run(Path(args.nms_sweep), nms)
+            print(f"NMS {nms}: mask mAP {r['mask_map']:.3f} (@.5 {r['mask_map_50']:.3f}), box mAP {r['box_map']:.3f}, "
+                  f"IoU/object {r['mean_instance_iou']:.3f}, duplicates {r['duplicates']}/{r['objects']}", flush=True)
+        return 0
     data = ([f"data.num_images={args.num_images}", "data.image_size=128"] if args.data == "embedded" else
             ["data.source=annotations", f"data.root={KUDZU / 'train' / 'via_region_data.json'}",
              f"data.val={KUDZU / 'val' / 'via_region_data.json'}"])

@@ -382,3 +382,27 @@ def test_dense_images_get_more_rois_and_proposals():
     dense = fit_detector(ObjectSizes(np.array([11.0]), np.ones(1), np.array([112, 3]), np.array([768])))
     assert (sparse.rois_per_image, sparse.proposals_per_image) == (64, 300)  # the CPU defaults
     assert (dense.rois_per_image, dense.proposals_per_image, dense.detections_per_image) == (224, 448, 173)
+
+
+def test_nms_threshold_fitted_to_the_overlap_of_labelled_objects():
+    from workshop.instance.sizing import ObjectSizes, fit_detector
+
+    def sizes(overlaps):
+        n = len(overlaps)
+        return ObjectSizes(np.full(n, 30.0), np.ones(n), np.array([n]), np.array([320]), np.asarray(overlaps, float))
+
+    assert fit_detector(sizes([0.0, 0.0, 0.1])).nms_threshold == 0.3  # apart: the low threshold that removed duplicates
+    assert fit_detector(sizes([0.45] * 100)).nms_threshold == 0.55  # overlapping people: 0.45 + 0.1
+    assert fit_detector(sizes([0.9] * 100)).nms_threshold == 0.7  # capped
+
+
+def test_measure_objects_finds_the_overlap(tmp_path):
+    from workshop.instance.data import DetectionDataset
+    from workshop.instance.sizing import measure_objects
+
+    masks = np.zeros((2, 10, 10), bool)
+    masks[0, 0:4, 0:4] = True
+    masks[1, 0:4, 2:6] = True  # IoU of the boxes: 8 / 24
+    s = measure_objects(DetectionDataset([0], lambda _: (np.zeros((10, 10, 3), np.uint8), masks, np.array([1, 1]))))
+    assert s.neighbour_iou.tolist() == pytest.approx([1 / 3, 1 / 3])
+    assert s.sides.tolist() == [4.0, 4.0] and s.per_image.tolist() == [2]

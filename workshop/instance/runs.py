@@ -54,7 +54,8 @@ class InstanceConfig:
         target_object_px: the median object side ``auto`` aims for at the model's input.
         anchor_sizes: one list of sizes per feature map, or ``auto`` (spread over the object sizes).
         detections_per_image: most detections kept per image, or ``auto`` (1.5 x the most objects + 5).
-        nms_threshold: boxes of one class overlapping more than this (IoU) are merged (fewer duplicates).
+        nms_threshold: boxes of one class overlapping more than this (IoU) are merged (fewer duplicates),
+            or ``auto`` (0.3 unless the labels hold objects that overlap more).
         score_threshold: detections below this score are dropped by the model (evaluation keeps low
             ones: mAP needs them).
         batch_size: images per optimiser step.
@@ -72,7 +73,7 @@ class InstanceConfig:
     target_object_px: float = 24.0
     anchor_sizes: list | str = "auto"
     detections_per_image: int | str = "auto"
-    nms_threshold: float = 0.5
+    nms_threshold: float | str = "auto"
     score_threshold: float = 0.05
     batch_size: int = 2
     hflip: float = 0.5
@@ -88,7 +89,7 @@ class InstanceConfig:
 
 
 INSTANCE_KEYS = tuple(f.name for f in dataclasses.fields(InstanceConfig))
-_AUTO_KEYS = ("image_size", "anchor_sizes", "detections_per_image")
+_AUTO_KEYS = ("image_size", "anchor_sizes", "detections_per_image", "nms_threshold")
 
 
 def _instance_config(values: dict[str, Any], where: str) -> InstanceConfig:
@@ -114,6 +115,8 @@ def _instance_config(values: dict[str, Any], where: str) -> InstanceConfig:
             raise ConfigError(f"instance.{key} must be a whole number >= 1{' or auto' if key in _AUTO_KEYS else ''}, got {value!r}")
     for key in ("hflip", "vflip", "rotate90", "nms_threshold", "score_threshold"):
         value = getattr(cfg, key)
+        if key == "nms_threshold" and value == "auto":
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise ConfigError(f"instance.{key} must be a number in [0, 1], got {value!r}")
     if cfg.anchor_sizes != "auto":
@@ -256,7 +259,8 @@ def _model_args(icfg: InstanceConfig, fit, num_classes: int) -> dict[str, Any]:
     dets = fit.detections_per_image if icfg.detections_per_image == "auto" else int(icfg.detections_per_image)
     return dict(num_classes=num_classes, backbone=icfg.backbone, min_size=size, max_size=size,
                 anchor_sizes=[list(a) for a in anchors], mask_head_layers=icfg.mask_head_layers,
-                box_detections_per_img=dets, box_nms_thresh=float(icfg.nms_threshold),
+                box_detections_per_img=dets,
+                box_nms_thresh=float(fit.nms_threshold if icfg.nms_threshold == "auto" else icfg.nms_threshold),
                 box_score_thresh=float(icfg.score_threshold), rpn_post_nms_top_n_test=max(150, 3 * dets),
                 box_batch_size_per_image=int(getattr(fit, "rois_per_image", 64)),
                 rpn_post_nms_top_n_train=int(getattr(fit, "proposals_per_image", 300)),

@@ -133,7 +133,7 @@ def test_unknown_stage_key_lists_the_valid_keys(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        ("stage:\n  - {title: a}\n", "unknown top-level key 'stage'; valid keys: stages"),
+        ("stage:\n  - {title: a}\n", "unknown top-level key 'stage'; valid keys: stages, profile"),
         ("stages: []\n", "non-empty list"),
         ("stages:\n  - {title: a, epochs: 1, lr: 0.01}\n", "missing step_size"),
         ("stages:\n  - {title: a, epochs: 0, lr: 0.01, step_size: 1}\n", "epochs must be an integer >= 1"),

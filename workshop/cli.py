@@ -120,6 +120,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if not args.config and not args.resume:
         raise WorkshopError("train needs --config FILE (or --resume RUN_DIR)")
+    from workshop.instance import cli as instance_cli
+
+    if instance_cli.wants_instance(args):  # data.task: instance (a stages: plan): Mask R-CNN
+        return instance_cli.train_command(args)
     cfg = _config_from_args(args, args.config)
     result = train_from_config(cfg, run_dir=args.run_dir, resume=args.resume)
     if distributed.is_main():  # under torchrun rank 0 reports for every rank
@@ -131,6 +135,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from workshop.env import get_device
     from workshop.inference import load_trained_model, predict_paths
 
+    from workshop.instance import cli as instance_cli
+
+    if instance_cli.is_instance_run(args.checkpoint):  # Mask R-CNN: colours and scores per object, ids, COCO JSON
+        return instance_cli.predict_command(args)
     device = get_device("auto")
     model, state = load_trained_model(args.checkpoint, device)
     size = state["config"]["data"]["image_size"]
@@ -152,7 +160,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from workshop.evaluate import evaluate_run, format_result
+    from workshop.instance import cli as instance_cli
 
+    if instance_cli.is_instance_run(args.run):  # box and mask mAP
+        return instance_cli.evaluate_command(args)
     print(format_result(evaluate_run(args.run, args.data, split=args.split, out=args.out)))
     return 0
 
@@ -206,6 +217,11 @@ def cmd_data(args: argparse.Namespace) -> int:
             if text:  # before the closing summary and verdict
                 lines[-2:-2] = text.splitlines()
         print("\n".join(lines))
+        from workshop.instance.sizing import describe_objects  # data with instances: the object-size distribution
+
+        objects = describe_objects(args.path, label_attribute=args.label_attribute, keep_unannotated=args.keep_unannotated)
+        if objects:
+            print(objects)
         return 0 if report.ok else 1
     from workshop.data import registry
 

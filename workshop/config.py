@@ -34,7 +34,7 @@ import yaml
 from workshop.errors import ConfigError
 
 PROFILES = ("smoke", "cpu", "gpu")
-TASKS = ("binary", "multiclass")
+TASKS = ("binary", "multiclass", "instance")  # instance: Mask R-CNN, `workshop train` with a stages: plan (workshop.instance.runs)
 SOURCES = ("embedded", "folder", "csv", "annotations", "human_seg", "camvid", "pets", "pennfudan")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("cosine", "onecycle", "step", "none")

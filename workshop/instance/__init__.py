@@ -9,6 +9,15 @@ The path of one sample, one module per stage::
       -> engine.py    train one epoch with a metric logger, run the stages, checkpoint, resume
       -> evaluate.py  COCO box and mask mAP (torchmetrics + pycocotools), per-instance IoU
 
+From the command line (``workshop train / evaluate / predict`` with ``data.task: instance``)::
+
+    sources.py (any source with instances) -> sizing.py (object sizes -> image size, anchors,
+    detections) -> plan.py (stages in optimiser steps, over a time budget) -> trainer.py (steps,
+    mid-stage checkpoints, resume) -> runs.py (the run folder) -> evaluate.py / predict.py
+
+Rooftop-project helpers: ``workshop.data.polygons.mean_points_per_polygon``,
+:func:`normalize_polygon` / :func:`denormalize_polygon`, :func:`show_image_with_masks`.
+
 Taught in: notebooks/10_instance.ipynb
 """
 
@@ -25,10 +34,22 @@ from workshop.instance.data import (
 from workshop.instance.engine import MetricLogger, SmoothedValue, run_stages, train_one_epoch
 from workshop.instance.evaluate import evaluate_map, greedy_match, mask_iou_matrix, per_instance_iou
 from workshop.instance.model import create_maskrcnn, parameter_counts, replace_predictors, set_trainable_parts
+from workshop.instance.plan import BudgetTooSmall, StagePlan, plan_steps
+from workshop.instance.polygons import denormalize_polygon, normalize_polygon
+from workshop.instance.sizing import fit_detector, measure_objects
 from workshop.instance.stages import Stage, load_stages
+from workshop.instance.viz import show_image_with_masks
 
 __all__ = [
+    "BudgetTooSmall",
     "DetectionDataset",
+    "StagePlan",
+    "denormalize_polygon",
+    "fit_detector",
+    "measure_objects",
+    "normalize_polygon",
+    "plan_steps",
+    "show_image_with_masks",
     "MetricLogger",
     "SmoothedValue",
     "Stage",

@@ -177,9 +177,12 @@ class DetectionDataset(Dataset):
     Args:
         items: one entry per image (a file path, a pair of paths, ...), handed to ``load``.
         load: ``load(item) -> (image (H, W, 3) uint8, masks (K, H, W) bool, labels (K,) int)``.
-        train: flip horizontally with probability 0.5 (image, masks and boxes together).
+        train: augment (image and masks together, so boxes and polygons stay exact): a horizontal
+            flip with probability ``hflip``, a vertical one with ``vflip``, a rotation by a random
+            multiple of 90 degrees with ``rotate90``.
         max_side: shrink images whose long side is larger (saves time on a CPU), or None.
-        seed: seed of the flips (each item's flip depends on ``seed``, the epoch and its index).
+        seed: seed of the augmentation (each item's draw depends on ``seed``, the epoch and its index).
+        hflip, vflip, rotate90: probabilities of each augmentation (used when ``train``).
 
     Shape:
         item: ``(image (3, H, W) float32 in [0, 1], target)``, target as in :func:`detection_target`.
@@ -187,7 +190,12 @@ class DetectionDataset(Dataset):
     Taught in: notebooks/10_instance.ipynb
     """
 
-    def __init__(self, items: Sequence[Any], load: Loader, train: bool = False, max_side: int | None = None, seed: int = 0) -> None:
+    def __init__(self, items: Sequence[Any], load: Loader, train: bool = False, max_side: int | None = None, seed: int = 0,
+                 hflip: float = 0.5, vflip: float = 0.0, rotate90: float = 0.0) -> None:
+        for name, p in (("hflip", hflip), ("vflip", vflip), ("rotate90", rotate90)):
+            if not 0 <= p <= 1:
+                raise ValueError(f"{name} is a probability and must be in [0, 1], got {p}")
+        self.hflip, self.vflip, self.rotate90 = hflip, vflip, rotate90
         self.items = list(items)
         self.load = load
         self.train = train
@@ -209,12 +217,26 @@ class DetectionDataset(Dataset):
             image, masks = resize_instances(image, masks, self.max_side)
         return image, masks, labels
 
+    def augment(self, image: np.ndarray, masks: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Flip and rotate an image and its masks together (pixel-exact: no object changes shape).
+
+        Shape:
+            image (H, W, 3), masks (K, H, W) -> the same, or (W, H, 3), (K, W, H) after a quarter turn.
+        """
+        # one draw per augmentation that is on, in this order (horizontal flips alone draw as before)
+        if rng.random() < self.hflip:
+            image, masks = image[:, ::-1], masks[:, :, ::-1]
+        if self.vflip and rng.random() < self.vflip:
+            image, masks = image[::-1], masks[:, ::-1]
+        if self.rotate90 and rng.random() < self.rotate90:
+            turns = int(rng.integers(1, 4))
+            image, masks = np.rot90(image, turns, axes=(0, 1)), np.rot90(masks, turns, axes=(1, 2))
+        return image, np.ascontiguousarray(masks)
+
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
         image, masks, labels = self.raw(index)
         if self.train:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            if rng.random() < 0.5:
-                image, masks = image[:, ::-1], masks[:, :, ::-1]
+            image, masks = self.augment(image, masks, np.random.default_rng([self.seed, self.epoch, index]))
         return normalize_image(np.ascontiguousarray(image)), detection_target(masks, labels, image_id=index)
 
 

@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["binarize_prediction", "evaluate_map", "greedy_match", "mask_iou_matrix", "per_instance_iou", "predict"]
+__all__ = ["binarize_prediction", "count_duplicates", "evaluate_instance_run", "evaluate_map", "format_instance_result", "greedy_match",
+           "mask_iou_matrix", "per_instance_iou", "predict", "score_predictions"]
 
 MAP_KEYS = ("map", "map_50", "map_75", "map_small", "map_medium", "map_large", "mar_100")
 
@@ -195,3 +196,193 @@ def per_instance_iou(
     for _, j, value in greedy_match(mask_iou_matrix(pred, gt)):
         best[j] = value
     return best
+
+
+# --------------------------------------------------------------------------- `workshop evaluate RUN DATA`
+
+
+def score_predictions(
+    predictions: Iterable[dict[str, Tensor]],
+    targets: Iterable[dict[str, Tensor]],
+    class_names: list[str] | None = None,
+    iou_score_threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Box and mask mAP of predictions against targets, per-class AP, and the mean matched IoU per object.
+
+    Args:
+        predictions: one dict per image (``boxes``, ``labels``, ``scores``, ``masks`` (K, [1,] H, W)).
+        targets: one dict per image (``boxes``, ``labels``, ``masks`` (N, H, W)).
+        class_names: names by class id (background first); per-class AP is reported when there are
+            two or more object classes.
+        iou_score_threshold: predictions at or above this score are matched to objects for the IoU.
+
+    Returns:
+        ``{"box": {"map", "map_50", "map_75", ...}, "mask": {...}, "per_class": {name: {"box_ap",
+        "mask_ap"}}, "mean_instance_iou", "objects", "matched_objects", "per_image": [...]}``.
+
+    Example:
+        >>> g = torch.zeros(1, 8, 8, dtype=torch.bool); g[0, :4, :4] = True
+        >>> t = {"boxes": torch.tensor([[0., 0, 4, 4]]), "labels": torch.tensor([1]), "masks": g}
+        >>> p = {**t, "scores": torch.tensor([0.9])}
+        >>> score_predictions([p], [t])["mask"]["map"]
+        1.0
+
+    Taught in: notebooks/10_instance.ipynb
+    """
+    from torchmetrics.detection import MeanAveragePrecision
+
+    several = class_names is not None and len(class_names) > 2
+    metric = MeanAveragePrecision(iou_type=("bbox", "segm"), backend="pycocotools", class_metrics=several)
+    ious: list[float] = []
+    duplicates = 0
+    per_image: list[dict[str, Any]] = []
+    for index, (pred, target) in enumerate(zip(predictions, targets)):
+        pred = binarize_prediction(pred)
+        gt = {"boxes": target["boxes"].float(), "labels": target["labels"], "masks": torch.as_tensor(target["masks"]).bool()}
+        metric.update([pred], [gt])
+        best = per_instance_iou(pred["masks"], gt["masks"], pred["scores"], iou_score_threshold) if len(gt["labels"]) else torch.zeros(0)
+        ious.extend(best.tolist())
+        duplicates += count_duplicates(pred["masks"][pred["scores"] >= iou_score_threshold], gt["masks"])
+        per_image.append({"index": index, "objects": int(len(gt["labels"])),
+                          "detections": int((pred["scores"] >= iou_score_threshold).sum()),
+                          "mean_iou": float(best.mean()) if len(best) else None})
+    result = metric.compute()
+    out: dict[str, Any] = {}
+    for kind, name in (("bbox", "box"), ("segm", "mask")):
+        out[name] = {key: float(result[f"{kind}_{key}"]) for key in MAP_KEYS if f"{kind}_{key}" in result}
+    if several:
+        classes = [int(c) for c in torch.atleast_1d(result["classes"]).tolist()]
+        box_pc = torch.atleast_1d(result["bbox_map_per_class"]).tolist()
+        mask_pc = torch.atleast_1d(result["segm_map_per_class"]).tolist()
+        out["per_class"] = {
+            (class_names[c] if c < len(class_names) else str(c)): {"box_ap": float(b), "mask_ap": float(m)}
+            for c, b, m in zip(classes, box_pc, mask_pc)
+        }
+    out["objects"] = len(ious)
+    out["matched_objects"] = int(sum(v > 0 for v in ious))
+    out["mean_instance_iou"] = float(np.mean(ious)) if ious else None
+    out["duplicates"] = duplicates
+    out["per_image"] = per_image
+    return out
+
+
+def count_duplicates(pred_masks: Tensor, gt_masks: Tensor, min_iou: float = 0.5) -> int:
+    """Predictions that cover an object (IoU > ``min_iou``) another, better-matched prediction already covers.
+
+    After the greedy matching of :func:`greedy_match`, a prediction left without an object whose
+    IoU with some object is still above ``min_iou`` is a duplicate (what NMS should have removed).
+
+    Example:
+        >>> g = torch.zeros(1, 4, 4, dtype=torch.bool); g[0, :2] = True
+        >>> count_duplicates(torch.cat([g, g]), g)
+        1
+    """
+    if len(pred_masks) == 0 or len(gt_masks) == 0:
+        return 0
+    iou = mask_iou_matrix(pred_masks, gt_masks)
+    matched = {i for i, _, _ in greedy_match(iou, min_iou)}
+    return int(sum(1 for i in range(iou.shape[0]) if i not in matched and iou[i].max() > min_iou))
+
+
+def evaluate_instance_run(
+    run: str | Any,
+    data: str,
+    split: str | None = None,
+    out: str | Any | None = None,
+    device: str | torch.device = "auto",
+    score_threshold: float = 0.5,
+    log: Any = print,
+) -> dict[str, Any]:
+    """Score an instance run's best checkpoint on ``data`` (``workshop evaluate RUN DATA``).
+
+    Every image is predicted at its own size (the model resizes its input and returns masks at the
+    image's size) and compared with its objects at full resolution.
+
+    Args:
+        run: the run folder (``checkpoints/best.pt``) or a checkpoint.
+        data: an annotation file, a data folder, a registered name (``pennfudan``) or ``embedded``.
+        split: the source's split (default: test, else val, else all).
+        out: output folder (default ``RUN/evaluate-<data>-<split>``).
+        score_threshold: detections at or above this score are matched for the IoU per object.
+
+    Returns:
+        The metrics (also in ``metrics.json``; ``per_image.csv`` and ``predictions.png`` beside it).
+
+    Raises:
+        WorkshopError: a run or data that cannot be read, or classes that differ from the run's.
+    """
+    import csv
+    import json
+    from pathlib import Path
+
+    from workshop.env import get_device
+    from workshop.errors import WorkshopError
+    from workshop.evaluate import choose_split
+    from workshop.instance.runs import _cfg_of_state, _predictions_png, load_instance_model
+    from workshop.instance.sources import detection_dataset, open_instance_source
+
+    run_path = Path(run)
+    if not run_path.exists():
+        raise WorkshopError(f"run not found: {run_path} (give a run folder written by `workshop train`, or its .pt file)")
+    dev = get_device(device) if isinstance(device, str) else device
+    model, state = load_instance_model(run_path, dev)
+    names = list(state["class_names"])
+    cfg = _cfg_of_state(state)
+    source = open_instance_source(data, cfg)
+    split = choose_split(source, split)
+    items = source.items(split)
+    if not items:
+        raise WorkshopError(f"{data}: split {split!r} has no images")
+    src_names = list(source.class_names())
+    if len(src_names) != len(names):
+        raise WorkshopError(f"{data} has classes {src_names[1:]} but the run was trained on {names[1:]}; "
+                            "score it on data with the same classes")
+    dataset = detection_dataset(source, items, train=False, max_side=None)
+    log(f"evaluate: {run_path} on {source.format}, split {split} ({len(items)} images), at full resolution")
+
+    def preds_and_targets():
+        model.eval()
+        with torch.no_grad():
+            for i in range(len(dataset)):
+                image, target = dataset[i]
+                pred = {k: v.cpu() for k, v in model([image.to(dev)])[0].items()}
+                yield pred, target
+
+    pairs = list(preds_and_targets())
+    scores = score_predictions([p for p, _ in pairs], [t for _, t in pairs], names, score_threshold)
+    for row, item in zip(scores["per_image"], items):
+        row["image"] = str(item.image)
+    result = {"run": str(run_path), "data": str(data), "format": source.format, "split": split, "images": len(items),
+              "classes": names[1:], "score_threshold": score_threshold, **scores}
+    out_dir = Path(out) if out is not None else (run_path if run_path.is_dir() else run_path.parent) / f"evaluate-{Path(str(data)).stem}-{split}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    with (out_dir / "per_image.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["image", "objects", "detections", "mean_iou"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(scores["per_image"])
+    _predictions_png(model, dataset, dev, out_dir / "predictions.png")
+    result["out"] = str(out_dir)
+    return result
+
+
+def format_instance_result(result: dict[str, Any]) -> str:
+    """The evaluation as a few readable lines."""
+    def f(v):
+        return "  n/a" if v is None or v < 0 else f"{v:.3f}"
+
+    lines = [f"{result['images']} images ({result['format']}, split {result['split']}), {result['objects']} objects"]
+    lines.append(f"  {'':<6} {'mAP':>6} {'@.5':>6} {'@.75':>6}")
+    for name in ("box", "mask"):
+        s = result[name]
+        lines.append(f"  {name:<6} {f(s.get('map')):>6} {f(s.get('map_50')):>6} {f(s.get('map_75')):>6}")
+    if result.get("per_class"):
+        lines.append(f"  {'class':<20} {'box AP':>7} {'mask AP':>8}")
+        for cname, s in result["per_class"].items():
+            lines.append(f"  {cname[:20]:<20} {f(s['box_ap']):>7} {f(s['mask_ap']):>8}")
+    iou = result.get("mean_instance_iou")
+    lines.append(f"  mean IoU per object (matched at score >= {result['score_threshold']:g}, 0 when missed): "
+                 f"{f(iou)}; {result['matched_objects']}/{result['objects']} objects matched")
+    lines.append(f"  duplicates (a second detection on an already matched object): {result.get('duplicates', 0)}")
+    lines.append(f"written to {result['out']}: metrics.json, per_image.csv, predictions.png")
+    return "\n".join(lines)

@@ -47,6 +47,9 @@ OPTIMIZERS = ("sgd", "adamw")
 """Optimisers a stage may ask for."""
 
 TOP_LEVEL_KEYS = ("stages",)
+CONFIG_SECTIONS = ("profile", "run_dir", "data", "augment", "model", "train", "instance")
+"""Sections of a whole ``workshop train`` config that may sit beside ``stages:`` (read by
+:func:`workshop.instance.runs.load_instance_config`, not here)."""
 
 
 @dataclass
@@ -212,9 +215,10 @@ def load_stages(path: str | Path) -> list[Stage]:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with a 'stages' list, got {type(data).__name__}")
-    unknown = [key for key in data if key not in TOP_LEVEL_KEYS]
+    unknown = [key for key in data if key not in TOP_LEVEL_KEYS + CONFIG_SECTIONS]
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key '{unknown[0]}'; valid keys: {', '.join(TOP_LEVEL_KEYS)}")
+        raise ConfigError(f"{path}: unknown top-level key '{unknown[0]}'; valid keys: "
+                          f"{', '.join(TOP_LEVEL_KEYS + CONFIG_SECTIONS)}")
     if "stages" not in data:
         raise ConfigError(f"{path}: no 'stages' list")
     return stages_from_list(data["stages"], source=str(path))

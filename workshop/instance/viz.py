@@ -14,7 +14,7 @@ from matplotlib.patches import Rectangle
 
 from workshop.data.io import default_palette
 
-__all__ = ["instance_colors", "instance_overlay", "show_instances", "show_predictions", "to_numpy_image"]
+__all__ = ["instance_colors", "instance_overlay", "show_image_with_masks", "show_instances", "show_predictions", "to_numpy_image"]
 
 
 def instance_colors(n: int) -> list[tuple[int, int, int]]:
@@ -114,5 +114,30 @@ def show_predictions(
         show_instances(image, target, axes[r][0], title=f"ground truth: {len(target['boxes'])}")
         shown = int((torch.as_tensor(pred["scores"]) >= score_threshold).sum())
         show_instances(image, pred, axes[r][1], score_threshold, title=f"predicted (score >= {score_threshold}): {shown}")
+    fig.tight_layout()
+    return fig
+
+
+def show_image_with_masks(image: torch.Tensor | np.ndarray, masks: torch.Tensor | np.ndarray, title: str = "") -> plt.Figure:
+    """The rooftop project's check picture: the image, and the image with every object mask over it.
+
+    Args:
+        image: (H, W, 3) uint8 or (3, H, W) float 0..1.
+        masks: (K, H, W) bool, one per object (or (K, 1, H, W) probabilities).
+        title: shown above the first panel.
+
+    Returns:
+        The figure (two panels side by side).
+
+    Taught in: notebooks/10_instance.ipynb
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+    axes[0].imshow(to_numpy_image(image))
+    axes[0].set_title(title or "image", fontsize=9)
+    axes[1].imshow(instance_overlay(image, masks))
+    axes[1].set_title(f"{len(masks)} object mask(s)", fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
     fig.tight_layout()
     return fig

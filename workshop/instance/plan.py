@@ -1,0 +1,188 @@
+"""Stages sized in optimiser steps, and laid over a time budget.
+
+A stage in YAML says ``epochs`` and ``step_size`` (in epochs), because that is how people think about
+a data set. Training counts optimiser steps, because a step is what costs time::
+
+    full plan:  steps_k = epochs_k * steps_per_epoch        (steps_per_epoch = ceil(images / batch))
+    budget B:   f = B_train / sum_k(steps_k * seconds_per_step_k)
+                steps_k <- max(min_steps, floor(f * steps_k))    (stages clamped to the minimum are
+                                                                  fixed, the others share what is left)
+
+``seconds_per_step_k`` is measured before training (a frozen backbone makes a step cheaper, so each
+stage is timed). Every stage keeps its share of the plan: a short budget shortens all of them,
+a long one lengthens all of them, and none drops below ``min_steps``. When even the minimum does not
+fit, :class:`BudgetTooSmall` says so (with the budget that would fit) before any training step.
+
+The StepLR period and the warm-up follow the stage's new length: ``step_size`` epochs become
+``round(step_size * steps_per_epoch * f_k)`` steps, where ``f_k`` is the stage's scale.
+
+Taught in: notebooks/10_instance.ipynb
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+from workshop.errors import ConfigError
+from workshop.instance.stages import Stage
+
+__all__ = ["BudgetTooSmall", "StagePlan", "plan_steps", "scale_steps", "stage_lr"]
+
+DEFAULT_MIN_STEPS = 20
+"""Fewest optimiser steps a stage may be cut to: below this the heads barely move from their random start."""
+
+
+class BudgetTooSmall(ConfigError):
+    """The time budget cannot fit the minimum number of steps of every stage.
+
+    Attributes:
+        need_seconds: the training time the minimum plan needs.
+    """
+
+    def __init__(self, message: str, need_seconds: float = 0.0) -> None:
+        super().__init__(message)
+        self.need_seconds = need_seconds
+
+
+@dataclass
+class StagePlan:
+    """One stage, in optimiser steps.
+
+    Attributes:
+        title: the stage's title.
+        steps: optimiser steps of the stage.
+        full_steps: steps of the YAML plan (``epochs * steps_per_epoch``).
+        lr_step: StepLR period in steps (the rate is multiplied by ``gamma`` every ``lr_step`` steps).
+        warmup_steps: linear warm-up steps at the start of the stage.
+        seconds_per_step: measured (or None when no budget was given).
+    """
+
+    title: str
+    steps: int
+    full_steps: int
+    lr_step: int
+    warmup_steps: int
+    seconds_per_step: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def scale_steps(full: Sequence[int], seconds: Sequence[float], available: float, min_steps: int) -> list[int]:
+    """Scale step counts in proportion so that ``sum(steps * seconds) <= available``, none below ``min_steps``.
+
+    Args:
+        full: the plan's steps per stage.
+        seconds: seconds per step of each stage (> 0).
+        available: seconds for training.
+        min_steps: the fewest steps of a stage.
+
+    Returns:
+        Steps per stage (whole numbers; rounded down, so the budget is not exceeded).
+
+    Raises:
+        BudgetTooSmall: ``min_steps`` in every stage takes longer than ``available``.
+
+    Example:
+        >>> scale_steps([10, 30, 60], [1.0, 1.0, 1.0], 50.0, 10)   # stage 1 clamped at 10, 40 s left for 90 steps
+        [10, 13, 26]
+    """
+    if len(full) != len(seconds) or not full:
+        raise ValueError(f"need one step time per stage, got {len(full)} stages and {len(seconds)} times")
+    if any(s <= 0 for s in seconds):
+        raise ValueError(f"seconds per step must be > 0, got {list(seconds)}")
+    need = sum(min_steps * s for s in seconds)
+    if need > available:
+        raise BudgetTooSmall(
+            f"the time budget leaves {max(available, 0):.0f} s for training, but the minimum of {min_steps} "
+            f"steps in each of the {len(full)} stages takes {need:.0f} s at the measured "
+            f"{', '.join(f'{s:.2f}' for s in seconds)} s/step; give a larger --max-minutes (or lower "
+            "instance.min_stage_steps, the image size or the batch size)",
+            need_seconds=need,
+        )
+    fixed: dict[int, int] = {}
+    while True:
+        free = [k for k in range(len(full)) if k not in fixed]
+        left = available - sum(fixed[k] * seconds[k] for k in fixed)
+        cost = sum(full[k] * seconds[k] for k in free)
+        factor = left / cost if cost > 0 else 0.0
+        clamped = [k for k in free if math.floor(factor * full[k]) < min_steps]
+        if not clamped:
+            steps = {k: math.floor(factor * full[k] + 1e-9) for k in free}
+            steps.update(fixed)
+            return [steps[k] for k in range(len(full))]
+        for k in clamped:
+            fixed[k] = min_steps
+
+
+def plan_steps(
+    stages: Sequence[Stage],
+    steps_per_epoch: int,
+    budget_seconds: float | None = None,
+    seconds_per_step: Sequence[float] | None = None,
+    min_steps: int = DEFAULT_MIN_STEPS,
+) -> list[StagePlan]:
+    """The stages in optimiser steps, resized to a time budget when one is given.
+
+    Args:
+        stages: the YAML plan.
+        steps_per_epoch: optimiser steps in one pass over the training images.
+        budget_seconds: seconds available for the training steps (already without calibration and
+            validation time), or None to keep the YAML's epochs.
+        seconds_per_step: measured seconds per step of each stage (needed with a budget).
+        min_steps: the fewest steps of a stage.
+
+    Returns:
+        One :class:`StagePlan` per stage.
+
+    Raises:
+        BudgetTooSmall: the budget cannot fit ``min_steps`` per stage.
+        ValueError: a budget without step times.
+
+    Example:
+        >>> s = [Stage("a", epochs=3, lr=0.01, step_size=3), Stage("b", epochs=3, lr=0.01, step_size=1)]
+        >>> [(p.steps, p.lr_step) for p in plan_steps(s, 10, budget_seconds=90, seconds_per_step=[1, 2])]
+        [(30, 30), (30, 10)]
+
+    Taught in: notebooks/10_instance.ipynb
+    """
+    if steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
+    if min_steps < 1:
+        raise ValueError(f"min_steps must be >= 1, got {min_steps}")
+    full = [s.epochs * steps_per_epoch for s in stages]
+    if budget_seconds is None:
+        steps = list(full)
+    else:
+        if seconds_per_step is None:
+            raise ValueError("a time budget needs the measured seconds per step of each stage")
+        steps = scale_steps(full, seconds_per_step, budget_seconds, min_steps)
+    plans = []
+    for k, (stage, n, n_full) in enumerate(zip(stages, steps, full)):
+        factor = n / n_full
+        plans.append(StagePlan(
+            title=stage.title,
+            steps=n,
+            full_steps=n_full,
+            lr_step=max(1, round(stage.step_size * steps_per_epoch * factor)),
+            warmup_steps=min(stage.warmup_steps, n // 2),
+            seconds_per_step=None if seconds_per_step is None else float(seconds_per_step[k]),
+        ))
+    return plans
+
+
+def stage_lr(stage: Stage, plan: StagePlan, step: int) -> float:
+    """The learning rate at ``step`` (0-based) of a stage: linear warm-up, then StepLR in steps.
+
+    Example:
+        >>> st = Stage("a", epochs=1, lr=0.1, step_size=1, gamma=0.5, warmup_steps=2)
+        >>> p = StagePlan("a", steps=10, full_steps=10, lr_step=4, warmup_steps=2)
+        >>> [round(stage_lr(st, p, t), 4) for t in (0, 1, 2, 4, 8)]
+        [0.0001, 0.05, 0.1, 0.05, 0.025]
+    """
+    lr = stage.lr * stage.gamma ** (step // plan.lr_step)
+    if step < plan.warmup_steps:
+        lr *= 1e-3 + (1 - 1e-3) * step / plan.warmup_steps
+    return lr

@@ -33,12 +33,15 @@ LAUNCH_TIMEOUT = 240
 
 CONFIG = """\
 profile: smoke
-data: {num_images: 23, image_size: 32, val_fraction: 0.3, batch_size: 8}
+data: {num_images: 23, image_size: 32, val_fraction: 0.3, batch_size: 4}
 augment: {hflip: 0, vflip: 0, rotate90: 0, shift_scale_rotate: 0, color_jitter: 0, noise: 0}
 model: {encoder_weights: null}
 train: {epochs: 2, loss: bce, lr: 0.01, scheduler: cosine, progress: false}
 """
-# 23 images: 16 train (2 global steps of 8 per epoch), 7 validation (4 + 3 over two ranks, no padding)
+# 23 images: 16 train (4 global steps of 4 per epoch: the recipe keeps batch 4, a quarter of 16 images),
+# 7 validation (4 + 3 over two ranks, no padding). test_the_recipe_keeps_the_tiny_config checks that plan,
+# on which the faults' step numbers below depend.
+STEPS_PER_EPOCH = 4
 METRIC_KEYS = ("train_loss", "train_iou", "val_loss", "val_iou", "val_dice", "lr", "partial")
 
 
@@ -129,8 +132,22 @@ def test_only_rank_0_writes_and_every_rank_uses_one_run_folder(two_processes) ->
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
     assert json.loads((run / "metrics.json").read_text())["history"] == ranks(out)[0]["history"]
     assert proc.stdout.count("finished (finished)") == 1 and proc.stdout.count("epoch   1/2") == 1
+    assert "terminate called" not in proc.stderr  # every rank left the process group cleanly
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     assert not any(key.startswith("module.") for key in state["model"])  # loads on any number of processes
+
+
+def test_the_recipe_keeps_the_tiny_config_on_one_and_two_processes(two_processes, one_process) -> None:
+    """The plan the fault positions (``STEPS_PER_EPOCH``) and the expected learning rates rely on."""
+    import yaml
+
+    plans = [yaml.safe_load((Path(ranks(out)[0]["run_dir"]) / "config.yaml").read_text())["recipe"]
+             for out, _ in (two_processes, one_process)]
+    for plan in plans:
+        assert (plan["batch_size"], plan["steps_per_epoch"], plan["total_steps"], plan["passes_per_epoch"]) == (
+            4, STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH, 1)
+        assert plan["choices"]["data.batch_size"]["configured"] == 4
+    assert [h["steps"] for h in ranks(two_processes[0])[0]["history"]] == [STEPS_PER_EPOCH] * 2
 
 
 def test_one_checkpoint_gives_the_same_confusion_matrix_on_one_and_two_processes(two_processes, one_process) -> None:
@@ -145,11 +162,11 @@ def test_one_checkpoint_gives_the_same_confusion_matrix_on_one_and_two_processes
 
 @pytest.fixture(scope="module")
 def killed_run(workdir):
-    """Two ranks; rank 1 is SIGKILLed at step 1 of epoch 2 (its 4th training step)."""
+    """Two ranks; rank 1 is SIGKILLed at step 1 of epoch 2 (its 6th training step)."""
     out = workdir / "killed"
     run = out / "run"
     proc = torchrun(2, "train", "--config", str(workdir / "tiny.yaml"), "--run-dir", str(run),
-                    out=out, launcher="workshop", DDP_TEST_FAULT="kill@1:3")
+                    out=out, launcher="workshop", DDP_TEST_FAULT=f"kill@1:{STEPS_PER_EPOCH + 1}")
     return run, proc
 
 
@@ -183,7 +200,7 @@ def test_ctrl_c_stops_every_rank_and_keeps_the_checkpoints(workdir) -> None:
     out = workdir / "interrupted"
     run = out / "run"
     proc = torchrun(2, "train", "--config", str(workdir / "tiny.yaml"), "--run-dir", str(run),
-                    out=out, launcher="workshop", DDP_TEST_FAULT="interrupt@1:3")  # Ctrl-C at epoch 2, step 1
+                    out=out, launcher="workshop", DDP_TEST_FAULT=f"interrupt@1:{STEPS_PER_EPOCH + 1}")  # Ctrl-C at epoch 2, step 1
     assert proc.returncode == 130, proc.stderr[-3000:]
     assert proc.stderr.splitlines()[-1] == (
         "error: interrupted: torchrun stopped every process of the run; the checkpoints written so far are intact")
@@ -209,9 +226,10 @@ def test_a_nan_loss_on_one_rank_stops_every_rank(workdir) -> None:
     out = workdir / "nan"
     run = out / "run"
     proc = torchrun(2, "train", "--config", str(workdir / "tiny.yaml"), "--run-dir", str(run),
-                    out=out, DDP_TEST_FAULT="nan@1:2")  # rank 1, epoch 2, step 0
+                    out=out, DDP_TEST_FAULT=f"nan@1:{STEPS_PER_EPOCH}")  # rank 1, epoch 2, step 0
     assert proc.returncode != 0
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    # the cosine schedule of 2 x 4 steps from lr 0.01, after 4 steps: 0.01 * (1 + cos(pi * 4 / 8)) / 2 = 0.005
     assert sorted(errors) == [
         "error: [rank 1] loss became nan at epoch 2, step 0 on rank 1 of 2. Likely causes: a learning rate too high "
         "(lr=0.005; try 10x lower), mask values that are not class ids (this batch has {0, 1}), or images that "

@@ -56,6 +56,7 @@ TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
 DEFAULT_TIMEOUT_MINUTES = 10.0  # how long a collective waits for a silent rank (WORKSHOP_DIST_TIMEOUT_MIN)
 
 _device: torch.device | None = None  # the device of this rank's collectives (set by setup)
+_alone = False  # inside alone(): this rank works on its own, collectives are no-ops
 
 
 class PeerFailure(WorkshopError):
@@ -72,8 +73,25 @@ def launched_by_torchrun() -> bool:
 
 
 def active() -> bool:
-    """True once :func:`setup` has joined the process group of a torchrun job."""
-    return dist.is_available() and dist.is_initialized()
+    """True once :func:`setup` has joined the process group of a torchrun job (False inside :func:`alone`)."""
+    return not _alone and dist.is_available() and dist.is_initialized()
+
+
+@contextlib.contextmanager
+def alone() -> Iterator[None]:
+    """Inside the block this rank works as if it were the only process: collectives are no-ops.
+
+    For work that one rank does for the run while the others wait for its result, such as rank 0
+    timing the machine before it lays the plan over the time budget (``workshop.runs``): the
+    engine's loops then make no collective call that the waiting ranks would never answer.
+    ``rank()`` and ``world_size()`` still give the torchrun job's numbers.
+    """
+    global _alone
+    before, _alone = _alone, True
+    try:
+        yield
+    finally:
+        _alone = before
 
 
 def rank() -> int:
@@ -154,9 +172,16 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def teardown() -> None:
-    """Leave the process group (after a run that ended normally on every rank)."""
+    """Leave the process group (after a run that ended normally on every rank).
+
+    Every rank first waits at a barrier for the others: rank 0 still writes the summary and the
+    figures after the last collective, and a rank that destroyed its group and exited meanwhile
+    would close its connections under rank 0's, which gloo answers with an abort
+    ("terminate called without an active exception") instead of a clean exit.
+    """
     global _device
     if active():
+        _collective(dist.barrier)
         dist.destroy_process_group()
     _device = None
     release_signals()
@@ -287,13 +312,45 @@ def shard_loaders(train_loader: DataLoader, val_loader: DataLoader) -> tuple[Dat
         return train_loader, val_loader
     w, r = world_size(), rank()
     shuffle = isinstance(train_loader.sampler, RandomSampler)
-    train_sampler = DistributedSampler(train_loader.dataset, num_replicas=w, rank=r, shuffle=shuffle, seed=0, drop_last=True)
+    n = len(train_loader.dataset)
+    passes = getattr(train_loader.sampler, "num_samples", n) // max(n, 1) if shuffle else 1
+    if passes > 1:  # the recipe's epoch of several passes (workshop.recipe.train_loader_for)
+        train_sampler = PassesSampler(train_loader.dataset, passes, num_replicas=w, rank=r, shuffle=True, seed=0)
+    else:
+        train_sampler = DistributedSampler(train_loader.dataset, num_replicas=w, rank=r, shuffle=shuffle, seed=0, drop_last=True)
     val_sampler = ShardSampler(len(val_loader.dataset), w, r)
     val_batch = max(1, (val_loader.batch_size or 1) // w)
     return (
         _rebuild(train_loader, train_sampler, per_rank_batch(train_loader.batch_size, w), train_loader.drop_last),
         _rebuild(val_loader, val_sampler, val_batch, False),
     )
+
+
+class PassesSampler(DistributedSampler):
+    """``DistributedSampler`` over an epoch of ``passes`` shuffled passes through the data set.
+
+    The recipe makes an epoch of a small training set several passes (one validation per
+    ``passes * len(dataset)`` images, ``workshop.recipe.choose_passes_per_epoch``); sharded with
+    a plain ``DistributedSampler``, an epoch would be one pass, and the plan's steps per epoch
+    would not be the steps run. Each pass is its own permutation (seeded by ``set_epoch``), cut
+    into ``num_replicas`` disjoint shards of equal length (``drop_last``), as torch's sampler does.
+    """
+
+    def __init__(self, dataset: Any, passes: int, num_replicas: int, rank: int, shuffle: bool = True, seed: int = 0) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
+        self.passes = passes
+        self.num_samples = passes * len(dataset) // num_replicas
+        self.total_size = self.num_samples * num_replicas
+
+    def __iter__(self) -> Iterator[int]:
+        n = len(self.dataset)
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            order = torch.cat([torch.randperm(n, generator=g) for _ in range(self.passes)]).tolist()
+        else:
+            order = list(range(n)) * self.passes
+        return iter(order[self.rank:self.total_size:self.num_replicas])
 
 
 def _rebuild(loader: DataLoader, sampler: Sampler, batch_size: int, drop_last: bool) -> DataLoader:

@@ -271,7 +271,8 @@ def steps_per_epoch(num_train: int, batch_size: int, drop_last: bool) -> int:
     return num_train // batch_size if drop_last else math.ceil(num_train / batch_size)
 
 
-def plan_recipe(cfg: Config, train_ds: Dataset | None = None, num_train: int | None = None, fingerprint: Any | None = None) -> RecipePlan:
+def plan_recipe(cfg: Config, train_ds: Dataset | None = None, num_train: int | None = None, fingerprint: Any | None = None,
+                world: int | None = None) -> RecipePlan:
     """The recipe's decisions for ``cfg`` on a training set (before any time budget is applied).
 
     Args:
@@ -279,9 +280,15 @@ def plan_recipe(cfg: Config, train_ds: Dataset | None = None, num_train: int | N
         train_ds: the training data set (only its length is used), or give ``num_train``.
         num_train: number of training images, when no data set is at hand.
         fingerprint: the training set's :class:`workshop.fingerprint.Fingerprint`, kept in the plan.
+        world: processes of a torchrun job (default: this job's ``workshop.distributed.world_size()``).
+            The batch is the global batch, split evenly over them: a batch the recipe capped is
+            rounded down to a multiple of ``world`` (the reason says so).
 
     Returns:
         The :class:`RecipePlan`: batch size, drop_last, epochs and total steps, with reasons.
+
+    Raises:
+        ConfigError: the configured ``data.batch_size``, kept as it is, is not a multiple of ``world``.
 
     Example:
         >>> plan = plan_recipe(cfg, train_ds)  # doctest: +SKIP
@@ -293,6 +300,7 @@ def plan_recipe(cfg: Config, train_ds: Dataset | None = None, num_train: int | N
     if n is None:
         raise ValueError("plan_recipe needs the training set or num_train")
     batch, why_batch = choose_batch_size(n, cfg.data.batch_size)
+    batch, why_batch = _split_over_processes(batch, why_batch, cfg.data.batch_size, world)
     drop, why_drop = choose_drop_last(n, batch)
     spe = steps_per_epoch(n, batch, drop)
     epochs = max(1, cfg.train.epochs)
@@ -304,6 +312,26 @@ def plan_recipe(cfg: Config, train_ds: Dataset | None = None, num_train: int | N
     plan.choose("train.epochs", epochs, cfg.train.epochs, f"train.epochs; the {cfg.train.scheduler} schedule is sized to their {epochs * spe} steps")
     _check_steps(plan, cfg)
     return plan
+
+
+def _split_over_processes(batch: int, why: str, configured: int, world: int | None) -> tuple[int, str]:
+    """The global batch as a multiple of the torchrun processes (each takes ``batch / world`` images a step).
+
+    A batch the recipe chose (smaller than configured) is rounded down to a multiple of ``world``
+    (at least ``world``); a configured batch is kept, and refused when it does not split evenly.
+
+    Example:
+        >>> _split_over_processes(4, "cap", 16, 3)
+        (3, 'cap; rounded down to 3, a multiple of the 3 processes (each takes 1 image(s) a step)')
+    """
+    from workshop import distributed
+
+    world = distributed.world_size() if world is None else world
+    if world > 1 and batch % world and batch < configured:
+        batch = max(world, batch - batch % world)
+        why += f"; rounded down to {batch}, a multiple of the {world} processes (each takes {batch // world} image(s) a step)"
+    distributed.per_rank_batch(batch, world)  # ConfigError naming data.batch_size and the valid choices
+    return batch, why
 
 
 def _check_steps(plan: RecipePlan, cfg: Config) -> None:

@@ -121,10 +121,13 @@ def train_from_config(
     optimizer = make_optimizer(model, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
     t_budget = time.monotonic()  # the budget covers calibration, training, validation and checkpoints
     if cfg.train.max_minutes and recorded is None:
-        timing = recipe.calibrate(model, loss_fn, lambda m: make_optimizer(m, cfg.train.optimizer, cfg.train.lr,
-                                  cfg.train.weight_decay), train_loader, val_loader, device,
-                                  num_classes=num_classes, ignore_index=cfg.data.ignore_index)
-        recipe.lay_over_budget(plan, cfg, timing, time.monotonic() - t_budget)
+        if distributed.is_main():  # torchrun: rank 0 alone times the machine and decides; the others wait for its plan
+            shard_train, shard_val = distributed.shard_loaders(train_loader, val_loader)  # the share one rank steps through
+            with distributed.alone():  # no collective call: the other ranks are waiting in the broadcast below
+                timing = recipe.calibrate(model, loss_fn, lambda m: make_optimizer(m, cfg.train.optimizer, cfg.train.lr,
+                                          cfg.train.weight_decay), shard_train, shard_val, device,
+                                          num_classes=num_classes, ignore_index=cfg.data.ignore_index)
+            recipe.lay_over_budget(plan, cfg, timing, time.monotonic() - t_budget)
         plan = data.plan = distributed.same_on_all_ranks(plan)  # torchrun: every rank runs rank 0's plan, or they hang
         cfg.train.epochs = plan.epochs
         train_loader = data.rebuild_train_loader()  # the plan may make an epoch several passes

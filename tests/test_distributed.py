@@ -241,6 +241,23 @@ def test_a_nan_loss_on_one_rank_stops_every_rank(workdir) -> None:
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1
 
 
+def test_a_budget_laid_by_rank_0_runs_its_steps_on_every_rank(workdir) -> None:
+    """A budget long enough to plan in: rank 0 times the machine alone, every rank runs its plan's epochs."""
+    import yaml
+
+    out = workdir / "planned"
+    proc = torchrun(2, "train", "--config", str(workdir / "tiny.yaml"), "--run-dir", str(out / "run"),
+                    "--max-minutes", "0.1", out=out)
+    assert_ok(proc)
+    plan = yaml.safe_load((out / "run" / "config.yaml").read_text())["recipe"]
+    assert plan["calibration"]["step_s"] > 0 and "a budget of 0.1 min" in plan["choices"]["train.epochs"]["why"]
+    rank0, rank1 = ranks(out)
+    steps = [h["steps"] for h in rank0["history"]]
+    assert steps == [h["steps"] for h in rank1["history"]]  # the same steps and the same stop on both ranks
+    assert all(n == plan["steps_per_epoch"] for n in steps[:-1])  # an epoch of the plan's passes, also sharded
+    assert sum(steps) <= plan["total_steps"]
+
+
 def test_launcher_errors_are_one_line(tmp_path) -> None:
     """A port already in use and a rendezvous that times out, through ``workshop torchrun``."""
     with socket.socket() as busy:
@@ -322,6 +339,35 @@ def test_the_global_batch_must_split_evenly() -> None:
     with pytest.raises(ConfigError, match=r"^data.batch_size=10 is the global batch and must be a multiple of the 4 "
                                           r"processes; use 8 or 12$"):
         distributed.per_rank_batch(10, 4)
+
+
+@pytest.mark.parametrize("n, passes, world", [(16, 3, 2), (23, 2, 2), (10, 4, 3)])
+def test_an_epoch_of_several_passes_is_sharded_without_overlap(n: int, passes: int, world: int) -> None:
+    shards = []
+    for r in range(world):
+        sampler = distributed.PassesSampler(range(n), passes, num_replicas=world, rank=r)
+        sampler.set_epoch(7)
+        shards.append(list(sampler))
+        assert len(shards[-1]) == len(sampler) == passes * n // world
+    drawn = [i for shard in shards for i in shard]
+    counts = [drawn.count(i) for i in range(n)]
+    assert len(drawn) == world * (passes * n // world) and max(counts) <= passes  # no image more than once a pass
+    assert sum(c == passes for c in counts) >= n - (passes * n) % world  # only the remainder is left out
+
+
+def test_the_recipes_batch_is_a_multiple_of_the_processes() -> None:
+    from workshop.config import load_config
+    from workshop.recipe import plan_recipe
+
+    cfg = load_config(profile="smoke", overrides={"data": {"batch_size": 16}})
+    assert plan_recipe(cfg, num_train=24, world=2).batch_size == 4  # the cap (24 / 4 -> 4) splits evenly
+    plan = plan_recipe(cfg, num_train=24, world=3)  # capped to 4, then rounded down for 3 processes
+    assert (plan.batch_size, plan.steps_per_epoch) == (3, 8)
+    assert "rounded down to 3, a multiple of the 3 processes (each takes 1 image(s) a step)" in plan.explain()
+    kept = load_config(profile="smoke", overrides={"data": {"batch_size": 6}})  # as configured: the user's to fix
+    with pytest.raises(ConfigError, match=r"^data.batch_size=6 is the global batch and must be a multiple of the 4 "
+                                          r"processes; use 4 or 8$"):
+        plan_recipe(kept, num_train=200, world=4)
 
 
 def test_sync_bn_is_off_by_default_and_refused_on_cpu_processes(monkeypatch) -> None:

@@ -27,7 +27,8 @@ What changes, and what does not, under torchrun:
   the single-process one, never a mean of per-rank IoUs.
 * **Only rank 0 writes** checkpoints, ``metrics.json``, figures, logs and progress bars.
 * **Stopping together.** The time budget is decided by rank 0 and broadcast
-  (:func:`decided_by_main`); a non-finite loss on any rank stops every rank
+  (:func:`decided_by_main`), and so is the recipe's plan under a budget (rank 0 calibrates
+  inside :func:`alone`, then :func:`same_on_all_ranks`); a non-finite loss on any rank stops every rank
   (:func:`ranks_where`); ``SIGTERM`` from the launcher (sent when another rank died, or the job
   was cancelled) becomes a :class:`PeerFailure` with a readable message, and a lost connection
   to another rank too. Checkpoints are written atomically, so the last good one stays.
@@ -175,9 +176,9 @@ def teardown() -> None:
     """Leave the process group (after a run that ended normally on every rank).
 
     Every rank first waits at a barrier for the others: rank 0 still writes the summary and the
-    figures after the last collective, and a rank that destroyed its group and exited meanwhile
-    would close its connections under rank 0's, which gloo answers with an abort
-    ("terminate called without an active exception") instead of a clean exit.
+    figures after the last collective, and no rank should close its connections (destroy its
+    group and exit) while another still works for the run; PyTorch asks every rank to call
+    ``destroy_process_group`` once communication is over, which this does.
     """
     global _device
     if active():

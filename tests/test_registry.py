@@ -351,10 +351,10 @@ def test_the_camvid_config_trains_on_the_official_split(layout, tmp_path) -> Non
     from workshop.runs import train_from_config
 
     root = layout("camvid")
-    config_file = Path(__file__).resolve().parents[1] / "configs" / "camvid_multiclass.yaml"
+    config_file = Path(__file__).resolve().parents[1] / "configs" / "camvid.yaml"
     cfg = load_config(config_file, profile="smoke", overrides={
         "data": {"root": str(root), "image_size": 32, "batch_size": 2},
-        "model": {"encoder_weights": None}, "train": {"device": "cpu"}})
+        "model": {"encoder_weights": None}, "train": {"device": "cpu", "epochs": 2}})
     assert (cfg.data.source, cfg.data.task, cfg.train.loss) == ("camvid", "multiclass", "dice_ce")
     result = train_from_config(cfg, run_dir=tmp_path / "run", log=lambda line: None)
     assert len(result.history) == cfg.train.epochs

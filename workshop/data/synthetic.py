@@ -25,6 +25,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -748,7 +749,12 @@ def _read_manifest(root: Path) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def _write_dataset(folder: Path, num_images: int, image_size: int, seed: int) -> None:
+PARALLEL_MIN_IMAGES = 64
+"""Data sets this large are drawn by several processes (each image has its own seed: same files)."""
+
+
+def _write_scenes(folder: Path, indices: range, image_size: int, seed: int) -> None:
+    """Draw images ``indices`` and write their image, labels and masks under ``folder``."""
     folders = {
         "images": folder / "images",
         "labels": folder / "labels",
@@ -756,9 +762,7 @@ def _write_dataset(folder: Path, num_images: int, image_size: int, seed: int) ->
         "multiclass": folder / "masks" / "multiclass",
         "instance": folder / "masks" / "instance",
     }
-    for path in folders.values():
-        path.mkdir(parents=True)
-    for index in range(num_images):
+    for index in indices:
         rng = np.random.default_rng([seed, index])
         image, objects = generate_scene(rng, image_size)
         stem = f"{index:05d}"
@@ -770,6 +774,36 @@ def _write_dataset(folder: Path, num_images: int, image_size: int, seed: int) ->
         _write_png(((semantic == _CLASS_TO_ID["building"]) * 255).astype(np.uint8), folders["binary"] / f"{stem}.png")
         _write_png(semantic.astype(np.uint8), folders["multiclass"] / f"{stem}.png")
         _write_png(instance.astype(np.uint8), folders["instance"] / f"{stem}.png")
+
+
+def _generation_processes(num_images: int) -> int:
+    """How many processes draw the set: one per core, and one alone for a small set."""
+    if num_images < PARALLEL_MIN_IMAGES or sys.platform != "linux":  # fork is safe with threads on Linux only
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, 8))
+
+
+def _write_dataset(folder: Path, num_images: int, image_size: int, seed: int) -> None:
+    for sub in ("images", "labels", "masks/binary", "masks/multiclass", "masks/instance"):
+        (folder / sub).mkdir(parents=True)
+    workers = _generation_processes(num_images)
+    if workers > 1:
+        # interleaved shares (0, 2, 4, ... and 1, 3, 5, ...) balance the work. Forked, as DataLoader
+        # workers are: a spawned process would re-run a learner's script that has no __main__ guard.
+        import concurrent.futures
+        import multiprocessing
+
+        try:
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                jobs = [pool.submit(_write_scenes, folder, range(k, num_images, workers), image_size, seed)
+                        for k in range(workers)]
+                for job in jobs:
+                    job.result()
+        except (OSError, concurrent.futures.process.BrokenProcessPool):  # no processes here: draw them in this one
+            _write_scenes(folder, range(num_images), image_size, seed)
+    else:
+        _write_scenes(folder, range(num_images), image_size, seed)
     labelmap = {
         "classes": [
             {"name": name, "id": index, "color": list(CLASS_COLORS[index])} for index, name in enumerate(CLASSES)

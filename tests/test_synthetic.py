@@ -199,6 +199,30 @@ def test_same_seed_same_bytes_and_image_i_independent_of_count(dataset, tmp_path
     assert theirs["labelmap.json"] == ours["labelmap.json"]
 
 
+def test_drawn_by_several_processes_same_bytes_as_by_one(tmp_path, monkeypatch):
+    drawn = []
+    in_processes = synthetic._write_scenes_in_processes
+    monkeypatch.setattr(synthetic, "_write_scenes_in_processes", lambda *a: drawn.append(in_processes(*a)) or drawn[-1])
+    monkeypatch.setattr(synthetic, "_generation_processes", lambda n: 2)
+    forked = file_bytes(generate_dataset(tmp_path / "forked", 5, 32, seed=1))
+    assert drawn == [True]  # the two processes drew them (no fallback)
+    monkeypatch.setattr(synthetic, "_generation_processes", lambda n: 1)
+    alone = file_bytes(generate_dataset(tmp_path / "alone", 5, 32, seed=1))
+    assert drawn == [True] and len(forked) == 5 * 5 + 1 and forked == alone  # image, label, 3 masks each; labelmap
+
+
+def test_no_processes_to_be_had_draws_them_in_this_one(tmp_path, monkeypatch):
+    import concurrent.futures
+
+    def refuse(*args, **kwargs):
+        raise OSError("no processes here")
+
+    monkeypatch.setattr(synthetic, "_generation_processes", lambda n: 2)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", refuse)
+    root = generate_dataset(tmp_path / "data", 3, 32, seed=1)
+    assert sorted(p.name for p in (root / "images").iterdir()) == ["00000.png", "00001.png", "00002.png"]
+
+
 def test_different_seed_differs(dataset, tmp_path):
     other = generate_dataset(tmp_path / "other", 3, SIZE, seed=4)
     for stem in ("00000", "00001", "00002"):

@@ -752,16 +752,14 @@ def _read_manifest(root: Path) -> dict[str, Any] | None:
 PARALLEL_MIN_IMAGES = 64
 """Data sets this large are drawn by several processes (each image has its own seed: same files)."""
 
+_FOLDERS = {"images": "images", "labels": "labels", "binary": "masks/binary", "multiclass": "masks/multiclass",
+            "instance": "masks/instance"}
+"""Where each kind of file goes, relative to the data set's root."""
+
 
 def _write_scenes(folder: Path, indices: range, image_size: int, seed: int) -> None:
     """Draw images ``indices`` and write their image, labels and masks under ``folder``."""
-    folders = {
-        "images": folder / "images",
-        "labels": folder / "labels",
-        "binary": folder / "masks" / "binary",
-        "multiclass": folder / "masks" / "multiclass",
-        "instance": folder / "masks" / "instance",
-    }
+    folders = {kind: folder / sub for kind, sub in _FOLDERS.items()}
     for index in indices:
         rng = np.random.default_rng([seed, index])
         image, objects = generate_scene(rng, image_size)
@@ -777,32 +775,37 @@ def _write_scenes(folder: Path, indices: range, image_size: int, seed: int) -> N
 
 
 def _generation_processes(num_images: int) -> int:
-    """How many processes draw the set: one per core, and one alone for a small set."""
+    """How many processes draw the set: one per core (at most 8); one for a small set, or off Linux."""
     if num_images < PARALLEL_MIN_IMAGES or sys.platform != "linux":  # fork is safe with threads on Linux only
         return 1
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(cores, 8))
+    return min(len(os.sched_getaffinity(0)), 8)
+
+
+def _write_scenes_in_processes(folder: Path, num_images: int, image_size: int, seed: int, workers: int) -> bool:
+    """Draw the set in ``workers`` forked processes, interleaved (0, 2, 4, ... and 1, 3, 5, ...).
+
+    Forked, as DataLoader workers are: a spawned process would re-run a learner's script that has no
+    ``__main__`` guard. Returns False when no process could be started (the caller draws them itself).
+    """
+    import concurrent.futures
+    import multiprocessing
+
+    try:
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            jobs = [pool.submit(_write_scenes, folder, range(k, num_images, workers), image_size, seed)
+                    for k in range(workers)]
+            for job in jobs:
+                job.result()
+    except (OSError, concurrent.futures.process.BrokenProcessPool):
+        return False
+    return True
 
 
 def _write_dataset(folder: Path, num_images: int, image_size: int, seed: int) -> None:
-    for sub in ("images", "labels", "masks/binary", "masks/multiclass", "masks/instance"):
+    for sub in _FOLDERS.values():
         (folder / sub).mkdir(parents=True)
     workers = _generation_processes(num_images)
-    if workers > 1:
-        # interleaved shares (0, 2, 4, ... and 1, 3, 5, ...) balance the work. Forked, as DataLoader
-        # workers are: a spawned process would re-run a learner's script that has no __main__ guard.
-        import concurrent.futures
-        import multiprocessing
-
-        try:
-            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-                jobs = [pool.submit(_write_scenes, folder, range(k, num_images, workers), image_size, seed)
-                        for k in range(workers)]
-                for job in jobs:
-                    job.result()
-        except (OSError, concurrent.futures.process.BrokenProcessPool):  # no processes here: draw them in this one
-            _write_scenes(folder, range(num_images), image_size, seed)
-    else:
+    if workers == 1 or not _write_scenes_in_processes(folder, num_images, image_size, seed, workers):
         _write_scenes(folder, range(num_images), image_size, seed)
     labelmap = {
         "classes": [

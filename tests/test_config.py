@@ -10,7 +10,7 @@ from workshop.errors import ConfigError
 
 @pytest.mark.parametrize(
     ("profile", "image_size", "epochs"),
-    [("smoke", 64, 1), ("cpu", 128, 8), ("gpu", 256, 25)],
+    [("smoke", 64, 1), ("cpu", 128, 5), ("gpu", 256, 25)],
 )
 def test_profiles_size_the_run(profile: str, image_size: int, epochs: int) -> None:
     cfg = load_config(profile=profile)

@@ -136,7 +136,7 @@ def test_warning_under_100_steps_and_not_above() -> None:
 
 
 def test_budget_lays_the_schedule_over_the_calibrated_steps() -> None:
-    cfg = load_config(profile="cpu", overrides={"train": {"max_minutes": 2.0, "epochs": 8}})
+    cfg = load_config(profile="cpu", overrides={"data": {"batch_size": 16}, "train": {"max_minutes": 2.0, "epochs": 8}})
     plan = recipe.plan_recipe(cfg, num_train=232)  # batch 16: 14 full batches, the 8 left (3 %) dropped
     assert (plan.batch_size, plan.drop_last, plan.steps_per_epoch) == (16, True, 14)
     timing = {"step_s": 0.5, "val_s": 3.0, "checkpoint_s": 1.0, "seconds": 2.0}
@@ -296,7 +296,7 @@ def test_run_records_every_choice_and_why_in_config_yaml(folder_cfg, tmp_path) -
     result = train_from_config(folder_cfg, run_dir=tmp_path / "run", log=logged.append)
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     choices = saved["recipe"]["choices"]
-    assert choices["data.batch_size"]["value"] == 4 and choices["data.batch_size"]["configured"] == 16
+    assert choices["data.batch_size"]["value"] == 4 and choices["data.batch_size"]["configured"] == 8
     assert choices["data.batch_size"]["why"].startswith("24 training images")
     assert saved["data"]["batch_size"] == 4  # the file says what ran
     assert choices["augment.vflip"] == {"value": 0.0, "configured": 0.5,
@@ -304,7 +304,7 @@ def test_run_records_every_choice_and_why_in_config_yaml(folder_cfg, tmp_path) -
     assert saved["recipe"]["total_steps"] == 12 and saved["recipe"]["fingerprint"]["num_images"] == 24
     assert any("only 12 optimiser steps in all" in w for w in saved["recipe"]["warnings"])
     log = "\n".join(logged)
-    assert "data.batch_size = 4 (configured 16): 24 training images" in log and "fingerprint: 24 image(s)" in log
+    assert "data.batch_size = 4 (configured 8): 24 training images" in log and "fingerprint: 24 image(s)" in log
     # the file is a valid config again (the recipe section is a record, not a setting)
     assert load_config(tmp_path / "run" / "config.yaml").data.batch_size == 4
     # the summary compares with the trivial baselines, on the same metric
@@ -379,7 +379,7 @@ def test_step_schedule_matches_onecycle_and_replans_without_a_jump() -> None:
 def test_budget_keeper_squeezes_the_schedule_when_the_machine_slows_down() -> None:
     import time as _time
 
-    cfg = load_config(profile="cpu", overrides={"train": {"max_minutes": 1.0}})
+    cfg = load_config(profile="cpu", overrides={"data": {"batch_size": 16}, "train": {"max_minutes": 1.0}})
     plan = recipe.plan_recipe(cfg, num_train=64)  # batch 16: 4 steps per epoch
     plan.total_steps, plan.step_s, plan.checkpoint_s = 100, 0.1, 0.0
     opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)

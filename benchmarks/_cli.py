@@ -1,8 +1,8 @@
-"""What the benchmark scripts share: run `workshop ...` as a user types it, read the run folder, evaluate a checkpoint.
+"""What the benchmark scripts share: run `workshop ...` as a user types it, read the run folder, `workshop evaluate` it.
 
 No training here: the benchmarks train only through the ``workshop`` command (``workshop.runs`` /
 ``workshop.recipe``), so their numbers are the numbers a user gets. They may choose settings
-(``--config``, ``--set``, ``--max-minutes``) and evaluate the saved checkpoint afterwards.
+(``--config``, ``--set``, ``--max-minutes``) and score the saved checkpoint afterwards with ``workshop evaluate``.
 """
 
 from __future__ import annotations
@@ -65,39 +65,14 @@ def first_time_at(history: list[dict[str, Any]], key: str, value: float) -> floa
     return None
 
 
-def evaluate_full_resolution(run_dir: Path, class_names: list[str] | None = None):
-    """The best checkpoint on the run's validation split, logits upsampled to each label's own size.
-
-    Uses the run's config (``workshop.data.loaders.make_datasets``) for the split and the
-    validation images' raw masks (``dataset.load``), so the numbers are at the labels' resolution.
+def evaluate_own_split(run_dir: Path, threads: int | None = None) -> dict[str, Any]:
+    """``workshop evaluate RUN``: the best checkpoint on the run's own validation split, at the labels' resolution.
 
     Returns:
-        The filled ``SegmentationMetrics``.
+        The command's ``metrics.json`` (``iou`` / ``dice`` for binary runs, ``miou``, ``pixel_accuracy``,
+        ``per_class``), plus its ``stdout`` and ``wall_s``.
     """
-    import torch
-    import torch.nn.functional as F
-
-    from workshop.augment import get_inference_transform
-    from workshop.config import load_config
-    from workshop.data.loaders import make_datasets
-    from workshop.inference import load_trained_model
-    from workshop.metrics import SegmentationMetrics
-
-    cfg = load_config(run_dir / "config.yaml")
-    model, state = load_trained_model(run_dir, torch.device("cpu"))
-    names = class_names or list(state.get("class_names") or [])
-    _, val = make_datasets(cfg)
-    num_classes = max(2, len(names))
-    metrics = SegmentationMetrics(num_classes, ignore_index=cfg.data.ignore_index,
-                                  class_names=names if len(names) == num_classes else None)
-    transform = get_inference_transform(cfg.data.image_size)
-    model.eval()
-    with torch.no_grad():
-        for i in range(len(val)):
-            image, mask = val.load(i)
-            x = transform(image=image)["image"][None]
-            logits = model(x).float()
-            target = torch.as_tensor(mask).long()
-            logits = F.interpolate(logits, size=tuple(target.shape), mode="bilinear", align_corners=False)
-            metrics.update(logits, target[None])
-    return metrics
+    out = Path(run_dir) / "evaluate-own-val"
+    proc = run_workshop(["evaluate", run_dir, "--out", out], threads=threads)
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {**metrics, "stdout": proc["stdout"], "wall_s": round(proc["wall_s"], 1)}

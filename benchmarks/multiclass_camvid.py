@@ -4,9 +4,9 @@ What it measures: the command a user types. The run (``workshop.runs.train_from_
 recipe of ``workshop.recipe``) times a few steps, lays the one-cycle schedule over the budget,
 weighs the loss by the square root of the inverse class frequencies of the training masks and
 keeps the checkpoint with the lowest validation loss (``configs/camvid.yaml``). This script only
-reads the run folder and then evaluates the best checkpoint on the WHOLE validation split (101
-images) at the labels' full 480x360 size (logits upsampled, bilinear), "Unlabelled" ignored. The
-run's own val mIoU (at the training size) is reported too.
+reads the run folder and then runs ``workshop evaluate RUN``: the best checkpoint on the run's own
+validation split (the official 101 images) at the labels' full 480x360 size, "Unlabelled" ignored.
+The run's own val mIoU (at the training size) is reported too.
 
 Usage (from the repository root)::
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._cli import REPO, evaluate_full_resolution, read_run, run_workshop  # noqa: E402
+from benchmarks._cli import REPO, evaluate_own_split, read_run, run_workshop  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,14 +59,10 @@ def main(argv=None) -> int:
     print(proc["stdout"][-5000:])
     run = read_run(run_dir)
     cfg = run["config"]
-    metrics = evaluate_full_resolution(run_dir)
-    scores = metrics.compute()
-    from workshop.multiclass import format_class_table
-
-    names = metrics.class_names
+    scores = evaluate_own_split(run_dir, threads=args.threads)  # workshop evaluate RUN: the labels' full size
     print(f"CamVid val ({cfg['recipe']['num_train']} train images; val at the labels' full size, void ignored):")
-    print(format_class_table(metrics.report(), columns=("iou", "precision", "recall", "support")))
-    print(f"mIoU {scores['iou']:.4f} (full resolution) | {run['best'].get('val_iou', float('nan')):.4f} (training size, "
+    print(scores["stdout"])
+    print(f"mIoU {scores['miou']:.4f} (full resolution) | {run['best'].get('val_iou', float('nan')):.4f} (training size, "
           f"the run's own) | pixel accuracy {scores['pixel_accuracy']:.4f} | {run['steps']} optimiser steps, "
           f"{run['epochs']} epochs, wall {proc['wall_s']:.0f} s")
     if args.out:
@@ -76,8 +72,10 @@ def main(argv=None) -> int:
             "epochs_run": run["epochs"], "steps": run["steps"], "best_epoch": run["best"].get("epoch"),
             "size": cfg["data"]["image_size"], "model": f"{cfg['model']['arch']}+{cfg['model']['encoder']}",
             "decoder": cfg["model"]["decoder"], "threads": args.threads,
-            "miou": scores["iou"], "val_miou_training_size": run["best"].get("val_iou"),
-            "pixel_accuracy": scores["pixel_accuracy"], "per_class_iou": dict(zip(names, scores["per_class_iou"])),
+            "miou": scores["miou"], "val_miou_training_size": run["best"].get("val_iou"),
+            "pixel_accuracy": scores["pixel_accuracy"],
+            "per_class_iou": {name: c["iou"] for name, c in scores["per_class"].items()},
+            "evaluate_command": f"workshop evaluate {run_dir}",
             "baselines": run["metrics"].get("baselines"), "margin": run["metrics"].get("margin"),
             "recipe": {k: v for k, v in run["recipe"].items() if k != "fingerprint"},
         }

@@ -46,7 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._cli import REPO, evaluate_full_resolution, first_time_at, read_run, run_workshop  # noqa: E402
+from benchmarks._cli import REPO, evaluate_own_split, first_time_at, read_run, run_workshop  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 TARGET_IOU = 0.80
@@ -75,7 +75,7 @@ def one_run(name: str, minutes: float, args, tmp: Path) -> dict:
         cli += ["--set", item]
     proc = run_workshop(cli, threads=args.threads)
     run = read_run(run_dir)
-    full = evaluate_full_resolution(run_dir).compute()
+    full = evaluate_own_split(run_dir, threads=args.threads)  # workshop evaluate RUN: the photos' own resolution
     history = run["metrics"]["history"]
     return {
         "recipe": name, "title": title, "settings": settings, "schedule_minutes": minutes,

@@ -83,10 +83,29 @@ def test_evaluate_refuses_data_with_other_classes_and_instance_runs(multiclass_r
     instance = tmp_path / "instance-run"
     instance.mkdir()
     (instance / "stages.json").write_text("[]")
-    with pytest.raises(WorkshopError, match=r"instance \(Mask R-CNN\) run: its mask and box mAP are not in `workshop evaluate` yet"):
+    with pytest.raises(WorkshopError, match=r"instance \(Mask R-CNN\) run: it is scored by box and mask mAP, with .*evaluate_instance_run"):
         evaluate_run(instance, str(five), log=lambda line: None)
     with pytest.raises(WorkshopError, match="run not found"):
         evaluate_run(tmp_path / "nothing", str(five))
+
+
+def test_evaluate_without_data_scores_the_runs_own_validation_images(multiclass_run, tmp_path, capsys) -> None:
+    from workshop.cli import main
+    from workshop.data.sources import config_splits
+
+    result = evaluate_run(multiclass_run, out=tmp_path / "own", device="cpu", log=lambda line: None)
+    splits = config_splits(load_config(multiclass_run / "config.yaml"))
+    held_out = sorted(str(item.image) for item in splits.val[1])
+    trained = {str(item.image) for item in splits.train[1]}
+    rows = (tmp_path / "own" / "per_image.csv").read_text().splitlines()[1:]
+    assert held_out and not trained & set(held_out)
+    assert sorted(row.split(",")[0] for row in rows) == held_out, "exactly the images the training held out"
+    assert result["split"] == "val" and result["images"] == len(held_out)
+    assert result["data"].startswith("the run's validation split (")
+    with pytest.raises(WorkshopError, match=r"--split test: without DATA the run is scored on its own validation split"):
+        evaluate_run(multiclass_run, split="test", device="cpu", log=lambda line: None)
+    assert main(["evaluate", str(multiclass_run)]) == 0
+    assert "split val): mIoU" in capsys.readouterr().out and (multiclass_run / "evaluate-own-val" / "metrics.json").is_file()
 
 
 def test_cli_evaluate_and_multiclass_predict(multiclass_run, tmp_path, capsys) -> None:

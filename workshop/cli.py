@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="score a trained run on labelled data (IoU, Dice, precision, recall per class)")
     e.add_argument("run", help="run folder (uses checkpoints/best.pt) or a .pt file")
-    e.add_argument("data", help="a registered data set (camvid) or a folder, CSV, list file or annotation file")
+    e.add_argument("data", nargs="?", default=None,
+                   help="a registered data set (camvid) or a folder, CSV, list file or annotation file "
+                        "(default: the run's own validation split)")
     e.add_argument("--split", default=None, help="the data's split (test, val, all; default: test, else val, else all)")
     e.add_argument("--out", default=None, help="output folder (default: RUN/evaluate-DATA-SPLIT)")
 

@@ -1,4 +1,7 @@
-"""Score a trained run on labelled data: ``workshop evaluate RUN DATA [--split test] [--out DIR]``.
+"""Score a trained run on labelled data: ``workshop evaluate RUN [DATA] [--split test] [--out DIR]``.
+
+Without DATA, the run is scored on its own validation split: the images its training held out,
+found again from the run's saved config (the same seeded split, ``data.val`` or the publisher's).
 
 Every image is predicted at its own size (the model's input is resized, its logits are resized
 back), and compared with its label at the label's full resolution; pixels with the ignore id are
@@ -12,8 +15,7 @@ Written to ``--out`` (default ``RUN/evaluate-<data>-<split>``):
 * ``worst.png``: the images with the lowest IoU, with their label and the prediction;
 * ``per_image.csv``: every image's IoU and pixel accuracy.
 
-Instance runs (Mask R-CNN) are scored by mask and box mAP: not yet here (the instance notebook's
-``workshop.instance.evaluate`` does it in code).
+Instance runs (Mask R-CNN) are scored by box and mask mAP instead (``workshop.instance.cli``).
 
 Taught in: notebooks/08_inference.ipynb (scoring a trained model on new data)
 """
@@ -119,7 +121,7 @@ def scores_from_confusion(cm: np.ndarray, names: list[str]) -> dict[str, Any]:
 
 def evaluate_run(
     run: str | os.PathLike,
-    data: str,
+    data: str | None = None,
     split: str | None = None,
     out: str | os.PathLike | None = None,
     device: str | torch.device = "auto",
@@ -130,8 +132,10 @@ def evaluate_run(
 
     Args:
         run: the run folder (``checkpoints/best.pt``) or a checkpoint file.
-        data: a registered data set name (``camvid``) or a folder / CSV / list / annotation file.
+        data: a registered data set name (``camvid``) or a folder / CSV / list / annotation file;
+            None: the run's own validation split (from its saved config).
         split: the source's split (``test``, ``val``, ``all``); default: test, else val, else all.
+            Not used without ``data``.
         out: output folder.
         worst: how many of the lowest-IoU images ``worst.png`` shows.
 
@@ -139,7 +143,7 @@ def evaluate_run(
         The metrics dict written to ``metrics.json``.
 
     Raises:
-        WorkshopError: an instance run (not yet), a run or data that cannot be read (named).
+        WorkshopError: an instance run (see ``evaluate_instance_run``), a run or data that cannot be read (named).
     """
     from workshop.env import get_device
     from workshop.inference import load_trained_model, predict_probabilities, probabilities_to_mask
@@ -148,8 +152,8 @@ def evaluate_run(
     if not run.exists():
         raise WorkshopError(f"run not found: {run} (give a run folder written by `workshop train`, or its .pt file)")
     if _is_instance_run(run):
-        raise WorkshopError(f"{run} is an instance (Mask R-CNN) run: its mask and box mAP are not in "
-                            "`workshop evaluate` yet; score it with workshop.instance.evaluate in code")
+        raise WorkshopError(f"{run} is an instance (Mask R-CNN) run: it is scored by box and mask mAP, with "
+                            "workshop.instance.evaluate.evaluate_instance_run (`workshop evaluate` calls it)")
     dev = get_device(device) if isinstance(device, str) else device
     model, state = load_trained_model(run, dev)
     from workshop.config import load_config
@@ -159,9 +163,21 @@ def evaluate_run(
     cfg = load_config(overrides=saved, profile=saved.get("profile"))
     names = list(state["class_names"])
     label_map = run_label_map(cfg, names) if cfg.data.task != "binary" else None
-    source = open_eval_source(data, cfg, label_map)
-    split = choose_split(source, split)
-    items = source.items(split)
+    if data is None:  # the run's own held-out images
+        from workshop.data.sources import config_splits
+
+        if split not in (None, "val"):
+            raise WorkshopError(f"--split {split}: without DATA the run is scored on its own validation split; "
+                                "name the data to score another split (workshop evaluate RUN DATA --split ...)")
+        splits = config_splits(cfg)
+        (source, items), split = splits.val, "val"
+        data, tag = f"the run's validation split ({splits.how})", "own"
+    else:
+        where = Path(str(data))
+        tag = where.name if where.is_dir() or not where.exists() else f"{where.parent.name}-{where.stem}"
+        source = open_eval_source(data, cfg, label_map)
+        split = choose_split(source, split)
+        items = source.items(split)
     if not items:
         raise WorkshopError(f"{data}: split {split!r} has no samples")
     source_names = source.class_names()
@@ -202,8 +218,6 @@ def evaluate_run(
     if cfg.data.task == "binary":
         fg = scores["per_class"][shown[1]]
         result["iou"], result["dice"] = fg["iou"], fg["dice"]
-    where = Path(str(data))
-    tag = where.name if where.is_dir() or not where.exists() else f"{where.parent.name}-{where.stem}"
     out_dir = Path(out) if out is not None else (run if run.is_dir() else run.parent) / f"evaluate-{tag}-{split}"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))

@@ -286,7 +286,7 @@ def count_duplicates(pred_masks: Tensor, gt_masks: Tensor, min_iou: float = 0.5)
 
 def evaluate_instance_run(
     run: str | Any,
-    data: str,
+    data: str | None = None,
     split: str | None = None,
     out: str | Any | None = None,
     device: str | torch.device = "auto",
@@ -300,8 +300,9 @@ def evaluate_instance_run(
 
     Args:
         run: the run folder (``checkpoints/best.pt``) or a checkpoint.
-        data: an annotation file, a data folder, a registered name (``pennfudan``) or ``embedded``.
-        split: the source's split (default: test, else val, else all).
+        data: an annotation file, a data folder, a registered name (``pennfudan``) or ``embedded``;
+            None: the run's own validation split (from its saved config).
+        split: the source's split (default: test, else val, else all; not used without ``data``).
         out: output folder (default ``RUN/evaluate-<data>-<split>``).
         score_threshold: detections at or above this score are matched for the IoU per object.
 
@@ -328,16 +329,27 @@ def evaluate_instance_run(
     model, state = load_instance_model(run_path, dev)
     names = list(state["class_names"])
     cfg = _cfg_of_state(state)
-    source = open_instance_source(data, cfg)
-    split = choose_split(source, split)
-    items = source.items(split)
-    if not items:
-        raise WorkshopError(f"{data}: split {split!r} has no images")
-    src_names = list(source.class_names())
-    if len(src_names) != len(names):
-        raise WorkshopError(f"{data} has classes {src_names[1:]} but the run was trained on {names[1:]}; "
-                            "score it on data with the same classes")
-    dataset = detection_dataset(source, items, train=False, max_side=None)
+    if data is None:  # the run's own held-out images
+        from workshop.instance.sources import detection_splits
+
+        if split not in (None, "val"):
+            raise WorkshopError(f"--split {split}: without DATA the run is scored on its own validation split; "
+                                "name the data to score another split (workshop evaluate RUN DATA --split ...)")
+        _, dataset, _, how = detection_splits(cfg, max_side=None, seed=cfg.train.seed)
+        source, items, split = dataset.source, dataset.items, "val"
+        data, tag = f"the run's validation split ({how})", "own"
+    else:
+        source = open_instance_source(data, cfg)
+        split = choose_split(source, split)
+        items = source.items(split)
+        if not items:
+            raise WorkshopError(f"{data}: split {split!r} has no images")
+        src_names = list(source.class_names())
+        if len(src_names) != len(names):
+            raise WorkshopError(f"{data} has classes {src_names[1:]} but the run was trained on {names[1:]}; "
+                                "score it on data with the same classes")
+        dataset = detection_dataset(source, items, train=False, max_side=None)
+        tag = Path(str(data)).stem
     log(f"evaluate: {run_path} on {source.format}, split {split} ({len(items)} images), at full resolution")
 
     def preds_and_targets():
@@ -354,7 +366,7 @@ def evaluate_instance_run(
         row["image"] = str(item.image)
     result = {"run": str(run_path), "data": str(data), "format": source.format, "split": split, "images": len(items),
               "classes": names[1:], "score_threshold": score_threshold, **scores}
-    out_dir = Path(out) if out is not None else (run_path if run_path.is_dir() else run_path.parent) / f"evaluate-{Path(str(data)).stem}-{split}"
+    out_dir = Path(out) if out is not None else (run_path if run_path.is_dir() else run_path.parent) / f"evaluate-{tag}-{split}"
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     with (out_dir / "per_image.csv").open("w", newline="") as fh:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from workshop.cli import main
 from workshop.errors import ConfigError
-from workshop.instance.plan import BudgetTooSmall, StagePlan, plan_steps, scale_steps, stage_lr
+from workshop.instance.plan import BudgetTooSmall, StagePlan, plan_steps, refit_remaining, scale_steps, stage_lr
 from workshop.instance.stages import Stage
 
 TINY = """\
@@ -64,6 +64,46 @@ def test_plan_steps_resizes_lr_period_and_warmup():
 def test_budget_too_small_is_refused_with_the_numbers():
     with pytest.raises(BudgetTooSmall, match=r"leaves 29 s for training, but the minimum of 20 steps in each of the 2 stages takes 30 s"):
         scale_steps([100, 100], [1.0, 0.5], 29.0, 20)  # needs 20 + 10 s
+
+
+def test_refit_shrinks_and_grows_the_rest_of_the_plan_in_proportion():
+    def plans():
+        return [StagePlan("a", 100, 100, 100, 10), StagePlan("b", 100, 100, 60, 10), StagePlan("c", 100, 100, 60, 0)]
+
+    # 40 steps done: 60 + 100 + 100 = 260 steps left at 1 s, but 130 s left: every remaining part halves
+    p = plans()
+    assert refit_remaining(p, 0, 40, [1.0, 1.0, 1.0], 130.0, min_steps=5) == pytest.approx(130 / 260)
+    assert [x.steps for x in p] == [70, 50, 50]  # 40 done + 30, then 50 and 50
+    assert [x.lr_step for x in p] == [70, 30, 30]  # each decay keeps its share of its stage
+    assert [x.warmup_steps for x in p] == [10, 10, 0]
+    # a faster machine: twice the time the rest needs, so the rest doubles
+    p = plans()
+    assert refit_remaining(p, 1, 50, [9.0, 0.5, 0.5], 150.0, min_steps=5) == pytest.approx(2.0)
+    assert [x.steps for x in p] == [100, 150, 200]
+    # within 3 % of the time left: nothing changes
+    p = plans()
+    assert refit_remaining(p, 0, 0, [1.0, 1.0, 1.0], 305.0) is None and [x.steps for x in p] == [100, 100, 100]
+    # out of time: every stage keeps its minimum (the running one at least one more step)
+    p = plans()
+    refit_remaining(p, 0, 90, [1.0, 1.0, 1.0], 1.0, min_steps=20)
+    assert [x.steps for x in p] == [91, 20, 20]
+
+
+def test_a_budget_run_refits_its_plan_when_the_steps_are_slower_than_timed(tiny_config, tmp_path, monkeypatch, capsys):
+    import workshop.instance.trainer as trainer
+
+    # the timing before training says 1 ms per step (about 100x too fast), so the first plan is far too long
+    monkeypatch.setattr(trainer, "calibrate_step_seconds", lambda model, stages, *a, **k: [0.001] * len(stages))
+    monkeypatch.setattr(trainer, "REFIT_EVERY", 4)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tiny_config), "--run-dir", str(run), "--max-minutes", "0.5"]) == 0
+    out = capsys.readouterr().out
+    planned = int(out.split("plan: ", 1)[1].split("(", 1)[1].split(" steps", 1)[0])
+    summary = json.loads((run / "summary.json").read_text())
+    assert "the rest of the plan is refitted to the" in out
+    assert summary["steps"] == sum(p["steps"] for p in summary["plan"]) == sum(h["steps"] for h in summary["history"])
+    assert summary["steps"] * 10 < planned, (summary["steps"], planned)
+    assert all(p["steps"] >= 2 for p in summary["plan"])  # the tiny config's instance.min_stage_steps
 
 
 def test_stage_lr_warmup_then_steps():
@@ -194,6 +234,17 @@ def test_cli_evaluate_instance_run(tiny_run, capsys):
         assert set(metrics[kind]) >= {"map", "map_50", "map_75"}
         assert -1.0 <= metrics[kind]["map"] <= 1.0
     assert (out / "per_image.csv").is_file() and (out / "predictions.png").is_file()
+
+
+def test_cli_evaluate_instance_run_on_its_own_validation_split(tiny_run, capsys):
+    assert main(["evaluate", str(tiny_run)]) == 0
+    text = capsys.readouterr().out
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    metrics = json.loads((tiny_run / "evaluate-own-val" / "metrics.json").read_text())
+    assert f"{summary['val_images']} images" in text and "split val" in text
+    assert metrics["images"] == summary["val_images"] == 3 and metrics["data"].startswith("the run's validation split")
+    assert main(["evaluate", str(tiny_run), "--split", "test"]) == 2
+    assert "without DATA the run is scored on its own validation split" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------- predict
@@ -406,3 +457,27 @@ def test_measure_objects_finds_the_overlap(tmp_path):
     s = measure_objects(DetectionDataset([0], lambda _: (np.zeros((10, 10, 3), np.uint8), masks, np.array([1, 1]))))
     assert s.neighbour_iou.tolist() == pytest.approx([1 / 3, 1 / 3])
     assert s.sides.tolist() == [4.0, 4.0] and s.per_image.tolist() == [2]
+
+
+@pytest.mark.parametrize(("overrides", "expected", "said"), [
+    (["data.source=pennfudan"], {"hflip": 0.5, "vflip": 0.0, "rotate90": 0.0}, "data.source pennfudan holds upright scenes"),
+    (["data.source=annotations"], {"hflip": 0.5, "vflip": 0.0, "rotate90": 0.0}, "upright assumed (photos)"),
+    (["data.source=annotations", "augment.view=top_down"], {"hflip": 0.5, "vflip": 0.5, "rotate90": 0.5}, None),
+    (["data.source=embedded"], {"hflip": 0.5, "vflip": 0.5, "rotate90": 0.5}, None),
+])
+def test_upright_data_gets_no_vertical_flips_nor_quarter_turns(overrides, expected, said):
+    from workshop.config import load_config
+    from workshop.instance.runs import InstanceConfig, upright_augment
+
+    logged: list[str] = []
+    augment = upright_augment(load_config(overrides=overrides), InstanceConfig(vflip=0.5, rotate90=0.5), log=logged.append)
+    assert augment == expected
+    if said is None:
+        assert logged == []
+    else:
+        assert len(logged) == 1 and "instance.vflip and instance.rotate90 = 0" in logged[0] and said in logged[0]
+
+
+def test_embedded_run_keeps_its_turns_and_records_them(tiny_run):
+    summary = json.loads((tiny_run / "summary.json").read_text())
+    assert summary["augment"] == {"hflip": 0.5, "vflip": 0.5, "rotate90": 0.0}  # the InstanceConfig defaults: top-down data

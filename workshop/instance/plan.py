@@ -9,7 +9,10 @@ a data set. Training counts optimiser steps, because a step is what costs time::
                                                                   fixed, the others share what is left)
 
 ``seconds_per_step_k`` is measured before training (a frozen backbone makes a step cheaper, so each
-stage is timed). Every stage keeps its share of the plan: a short budget shortens all of them,
+stage is timed). Steps get slower as the detector learns (more proposals match objects, so the mask
+head gets more of them: about 20 % on Penn-Fudan), so the plan is fitted again every
+``REFIT_EVERY`` steps from the real step times (:func:`refit_remaining`): the rest of the running
+stage and the stages after it are scaled together to the time left. Every stage keeps its share of the plan: a short budget shortens all of them,
 a long one lengthens all of them, and none drops below ``min_steps``. When even the minimum does not
 fit, :class:`BudgetTooSmall` says so (with the budget that would fit) before any training step.
 
@@ -28,10 +31,16 @@ from typing import Any, Sequence
 from workshop.errors import ConfigError
 from workshop.instance.stages import Stage
 
-__all__ = ["BudgetTooSmall", "StagePlan", "plan_steps", "scale_steps", "stage_lr"]
+__all__ = ["BudgetTooSmall", "StagePlan", "plan_steps", "refit_remaining", "scale_steps", "stage_lr"]
 
 DEFAULT_MIN_STEPS = 20
 """Fewest optimiser steps a stage may be cut to: below this the heads barely move from their random start."""
+
+REFIT_EVERY = 50
+"""Steps between two fits of the plan to the time left, under a budget."""
+
+REFIT_TOLERANCE = 0.03
+"""The plan is left alone while its projected end is within this share of the time left."""
 
 
 class BudgetTooSmall(ConfigError):
@@ -70,14 +79,14 @@ class StagePlan:
         return asdict(self)
 
 
-def scale_steps(full: Sequence[int], seconds: Sequence[float], available: float, min_steps: int) -> list[int]:
+def scale_steps(full: Sequence[int], seconds: Sequence[float], available: float, min_steps: int | Sequence[int]) -> list[int]:
     """Scale step counts in proportion so that ``sum(steps * seconds) <= available``, none below ``min_steps``.
 
     Args:
         full: the plan's steps per stage.
         seconds: seconds per step of each stage (> 0).
         available: seconds for training.
-        min_steps: the fewest steps of a stage.
+        min_steps: the fewest steps of a stage (one number for all, or one per stage).
 
     Returns:
         Steps per stage (whole numbers; rounded down, so the budget is not exceeded).
@@ -93,7 +102,8 @@ def scale_steps(full: Sequence[int], seconds: Sequence[float], available: float,
         raise ValueError(f"need one step time per stage, got {len(full)} stages and {len(seconds)} times")
     if any(s <= 0 for s in seconds):
         raise ValueError(f"seconds per step must be > 0, got {list(seconds)}")
-    need = sum(min_steps * s for s in seconds)
+    mins = [min_steps] * len(full) if isinstance(min_steps, int) else list(min_steps)
+    need = sum(m * s for m, s in zip(mins, seconds))
     if need > available:
         raise BudgetTooSmall(
             f"the time budget leaves {max(available, 0):.0f} s for training, but the minimum of {min_steps} "
@@ -108,13 +118,13 @@ def scale_steps(full: Sequence[int], seconds: Sequence[float], available: float,
         left = available - sum(fixed[k] * seconds[k] for k in fixed)
         cost = sum(full[k] * seconds[k] for k in free)
         factor = left / cost if cost > 0 else 0.0
-        clamped = [k for k in free if math.floor(factor * full[k]) < min_steps]
+        clamped = [k for k in free if math.floor(factor * full[k]) < mins[k]]
         if not clamped:
             steps = {k: math.floor(factor * full[k] + 1e-9) for k in free}
             steps.update(fixed)
             return [steps[k] for k in range(len(full))]
         for k in clamped:
-            fixed[k] = min_steps
+            fixed[k] = mins[k]
 
 
 def plan_steps(
@@ -171,6 +181,55 @@ def plan_steps(
             seconds_per_step=None if seconds_per_step is None else float(seconds_per_step[k]),
         ))
     return plans
+
+
+def refit_remaining(plans: Sequence[StagePlan], k: int, done: int, seconds_per_step: Sequence[float],
+                    seconds_left: float, min_steps: int = DEFAULT_MIN_STEPS) -> float | None:
+    """Fit the rest of the plan to the time left: stage ``k`` from step ``done`` on, and the stages after it.
+
+    The remaining steps are scaled together, in proportion (:func:`scale_steps`), so that they take
+    ``seconds_left`` at ``seconds_per_step``; no stage drops below ``min_steps`` in all (nor the
+    running one below ``done + 1``). Each resized stage's StepLR period and warm-up keep their share
+    of the stage. ``plans`` are changed in place; nothing changes while the projected end is within
+    ``REFIT_TOLERANCE`` of the time left.
+
+    Args:
+        plans: the stage plans (changed in place).
+        k: the running stage (0-based); ``done``: its steps done so far.
+        seconds_per_step: the current estimate for every stage (measured for stage ``k``, the
+            calibration scaled by the same drift for the later ones).
+        seconds_left: training time left.
+        min_steps: the fewest steps of a stage.
+
+    Returns:
+        The factor by which the remaining steps changed (new / old), or None when the plan was kept.
+
+    Example:
+        >>> p = [StagePlan("a", 100, 100, 100, 0), StagePlan("b", 100, 100, 50, 0)]
+        >>> refit_remaining(p, 0, 50, [1.2, 1.2], 120.0)     # 150 steps left at 1.2 s = 180 s: x 2/3, rounded down
+        0.66
+        >>> [(x.steps, x.lr_step) for x in p]                 # 50 done + 33, then 66 (its decay still halfway)
+        [(83, 83), (66, 33)]
+    """
+    rest = [plans[k].steps - done] + [p.steps for p in plans[k + 1:]]
+    cost = sum(n * s for n, s in zip(rest, seconds_per_step[k:]))
+    if cost <= 0 or sum(rest) == 0 or abs(cost - seconds_left) <= REFIT_TOLERANCE * max(seconds_left, 1e-9):
+        return None
+    mins = [max(min_steps - done, 1)] + [min_steps] * (len(rest) - 1)
+    try:
+        new = scale_steps(rest, seconds_per_step[k:], seconds_left, mins)
+    except BudgetTooSmall:
+        new = mins  # out of time: every stage still gets its minimum
+    if new == rest:
+        return None
+    for j, (old_n, new_n) in enumerate(zip(rest, new)):
+        plan = plans[k + j]
+        old_total, new_total = plan.steps, (done if j == 0 else 0) + new_n
+        plan.lr_step = max(1, round(plan.lr_step * new_total / old_total))
+        if j > 0:
+            plan.warmup_steps = min(plan.warmup_steps, new_total // 2)
+        plan.steps = new_total
+    return sum(new) / sum(rest)
 
 
 def stage_lr(stage: Stage, plan: StagePlan, step: int) -> float:

@@ -59,7 +59,8 @@ class InstanceConfig:
         score_threshold: detections below this score are dropped by the model (evaluation keeps low
             ones: mAP needs them).
         batch_size: images per optimiser step.
-        hflip, vflip, rotate90: augmentation probabilities (masks move with the image: exact).
+        hflip, vflip, rotate90: augmentation probabilities (masks move with the image: exact); vflip and
+            rotate90 are switched off for upright data (:func:`upright_augment`).
         min_stage_steps: the fewest steps a budget may cut a stage to.
         checkpoint_every: steps between mid-stage checkpoints.
         eval_every_stage: validation mAP after every stage (else only after the last).
@@ -267,6 +268,37 @@ def _model_args(icfg: InstanceConfig, fit, num_classes: int) -> dict[str, Any]:
                 rpn_pre_nms_top_n_train=max(600, 2 * int(getattr(fit, "proposals_per_image", 300))))
 
 
+def upright_augment(cfg, icfg: InstanceConfig, log: Callable[[str], None] = print) -> dict[str, float]:
+    """The instance track's flips and turns, after the view rule of the semantic recipe.
+
+    ``workshop.recipe.choose_view`` decides from ``augment.view`` (or the data source) whether the
+    images are upright (street scenes, people: no vertical flips, no quarter turns) or seen from above
+    (aerial, microscopy: any orientation). Upright data gets ``instance.vflip`` and
+    ``instance.rotate90`` switched off, and the log says so and why.
+
+    Returns:
+        ``{"hflip": p, "vflip": p, "rotate90": p}`` for ``DetectionDataset``.
+
+    Example:
+        >>> from workshop.config import load_config
+        >>> upright_augment(load_config(overrides=["data.source=pennfudan"]), InstanceConfig(rotate90=0.5), log=lambda s: None)
+        {'hflip': 0.5, 'vflip': 0.0, 'rotate90': 0.0}
+
+    Taught in: notebooks/10_instance.ipynb (the recipe)
+    """
+    from workshop.recipe import choose_view
+
+    augment = {"hflip": float(icfg.hflip), "vflip": float(icfg.vflip), "rotate90": float(icfg.rotate90)}
+    view, why = choose_view(cfg)
+    off = [key for key in ("vflip", "rotate90") if view == "upright" and augment[key] > 0]
+    for key in off:
+        augment[key] = 0.0
+    if off:
+        log(f"augment: {' and '.join('instance.' + k for k in off)} = 0 ({why}; "
+            "augment.view=top_down keeps them for aerial or microscopy images)")
+    return augment
+
+
 def train_instance(
     cfg,
     icfg: InstanceConfig,
@@ -318,7 +350,7 @@ def train_instance(
     device = get_device(cfg.train.device)
     seed = cfg.train.seed
     seed_everything(seed)
-    augment = dict(hflip=icfg.hflip, vflip=icfg.vflip, rotate90=icfg.rotate90)
+    augment = upright_augment(cfg, icfg, log)
     train_set, val_set, names, how = detection_splits(cfg, max_side=None, augment=augment, seed=seed)
     log(f"data: {len(train_set)} training / {len(val_set)} validation images ({cfg.data.source}; validation: {how}); "
         f"classes: {', '.join(names[1:])}")
@@ -344,6 +376,7 @@ def train_instance(
     batch = min(icfg.batch_size, len(train_set))
     per_epoch = math.ceil(len(train_set) / batch)
 
+    deadline, one_eval = None, 0.0  # a budget sets them
     if resume_state is not None:
         from workshop.instance.plan import StagePlan
 
@@ -363,6 +396,9 @@ def train_instance(
         available = (budget - spent - per_eval) * 0.97  # 3 %: checkpoints, logging
         log(f"time budget {max_minutes:g} min: {spent:.0f} s spent on data, model and timing, ~{per_eval:.0f} s for "
             f"validation; measured {', '.join(f'{s:.2f}' for s in seconds)} s/step (stages 1-{len(stages)})")
+        one_eval = per_eval / (len(stages) if icfg.eval_every_stage else 1)
+        # the last step ends by then; the validations between stages run before it, the last one after
+        deadline = time.monotonic() + available + one_eval * (len(stages) - 1 if icfg.eval_every_stage else 0)
         try:
             plans = plan_steps(stages, per_epoch, available, seconds, icfg.min_stage_steps)
         except BudgetTooSmall as err:
@@ -396,7 +432,8 @@ def train_instance(
     extra = {"config": _full_config(cfg, icfg, stages), "class_names": names, "model_args": args, "fit": fit_info}
     t_train = time.monotonic()
     history = train_plan(model, stages, plans, train_set, batch, device, run, seed, resume_state,
-                         icfg.checkpoint_every, extra, evaluate_stage, log, on_step=on_step)
+                         icfg.checkpoint_every, extra, evaluate_stage, log, on_step=on_step, deadline=deadline,
+                         eval_seconds=one_eval, min_steps=icfg.min_stage_steps)
     train_seconds = time.monotonic() - t_train
     final = history[-1]["val"] if history and history[-1].get("val") else evaluate(model, final=True)
     if history and not history[-1].get("val"):
@@ -409,7 +446,7 @@ def train_instance(
     summary = {
         "run": str(run), "task": "instance", "data": cfg.data.source, "classes": names[1:],
         "train_images": len(train_set), "val_images": len(val_set), "validation": how,
-        "image_size": size, "batch_size": batch, "model_args": args, **fit_info,
+        "image_size": size, "batch_size": batch, "augment": augment, "model_args": args, **fit_info,
         "plan": [p.to_dict() for p in plans], "steps": sum(p.steps for p in plans),
         "train_seconds_this_session": round(train_seconds, 1),
         "seconds_per_step": round(sum(h["seconds"] for h in history) / max(sum(h["steps"] for h in history), 1), 3),

@@ -30,7 +30,7 @@ from workshop.errors import TrainingError
 from workshop.instance.data import collate_detection
 from workshop.instance.engine import make_stage_optimizer
 from workshop.instance.model import set_trainable_parts
-from workshop.instance.plan import StagePlan, stage_lr
+from workshop.instance.plan import DEFAULT_MIN_STEPS, REFIT_EVERY, StagePlan, refit_remaining, stage_lr
 from workshop.instance.stages import Stage
 
 __all__ = ["batch_indices", "calibrate_step_seconds", "train_plan", "training_step"]
@@ -135,6 +135,9 @@ def train_plan(
     print_every: int = 20,
     on_step: Callable[[int, int], None] | None = None,
     max_grad_norm: float | None = 10.0,
+    deadline: float | None = None,
+    eval_seconds: float = 0.0,
+    min_steps: int = DEFAULT_MIN_STEPS,
 ) -> list[dict[str, Any]]:
     """Run the stages' steps in order (see the module docstring).
 
@@ -150,6 +153,12 @@ def train_plan(
         extra_state: stored in every checkpoint (the config, the class names, the model's arguments).
         evaluate: ``evaluate(model) -> dict`` after each stage (validation mAP), or None.
         on_step: ``on_step(stage_index, steps_done_in_stage)`` after every step (e.g. to stop a test).
+        deadline: ``time.monotonic()`` by which the last step should end (a budget), or None. Every
+            ``REFIT_EVERY`` steps the rest of the plan is fitted to the time left from the step time of
+            the last ``REFIT_EVERY`` steps (:func:`~workshop.instance.plan.refit_remaining`); ``plans``
+            change in place, and the checkpoints hold the plan as it stands.
+        eval_seconds: the time one ``evaluate`` takes (kept free for each stage still to validate).
+        min_steps: the fewest steps a refit leaves a stage.
 
     Returns:
         The history, one record per stage: ``stage``, ``title``, ``steps``, ``train`` (mean losses
@@ -207,8 +216,10 @@ def train_plan(
         t0 = time.monotonic()
         recent: list[dict[str, float]] = []
         completed = first  # steps of this stage whose optimiser step is done
+        mark = (first, t0)  # (steps, time) at the last refit
         try:
-            for step in range(first, plan.steps):
+            step = first
+            while step < plan.steps:  # a refit may move the end of the stage
                 lr = stage_lr(stage, plan, step)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
@@ -227,15 +238,32 @@ def train_plan(
                         f"  lr {lr:.2e}  {rate:.2f} s/step  eta {rate * (plan.steps - done):.0f} s")
                 if checkpoint_every and done % checkpoint_every == 0 and done < plan.steps:
                     save(k, done, optimizer)
+                if deadline is not None and done % REFIT_EVERY == 0 and done - mark[0] >= REFIT_EVERY // 2 and done < plan.steps:
+                    now = time.monotonic()
+                    rate = (now - mark[1]) / (done - mark[0])
+                    timed = plan.seconds_per_step or rate
+                    estimate = [rate if j == k else (p.seconds_per_step or rate) * rate / timed for j, p in enumerate(plans)]
+                    evals_left = len(stages) - k - 1 if evaluate is not None else 0
+                    left = deadline - now - evals_left * eval_seconds
+                    factor = refit_remaining(plans, k, done, estimate, left, min_steps)
+                    if factor is not None:
+                        log(f"[{stage.title}] {rate:.2f} s/step now (timed {timed:.2f} before training): the rest of the plan "
+                            f"is refitted to the {max(left, 0):.0f} s left: "
+                            + " -> ".join(f"{p.title} {p.steps} steps" for p in plans[k:]))
+                    mark = (done, now)
                 if on_step is not None:
                     on_step(k, done)
+                step += 1
         except KeyboardInterrupt:
             save(k, completed, optimizer)  # the step in flight (if any) is not counted: it is redone on resume
             log(f"interrupted in stage {k + 1} at step {completed}; continue with: workshop train --resume {run}")
             raise
         seconds = time.monotonic() - t0
         train = {key: float(np.mean([r[key] for r in recent])) for key in recent[0]} if recent else {}
+        t_eval = time.monotonic()
         val = evaluate(model) if evaluate is not None else {}
+        if evaluate is not None:
+            eval_seconds = time.monotonic() - t_eval
         history.append({"stage": k + 1, "title": stage.title, "steps": plan.steps, "trainable": trainable, "train": train,
                         "val": val, "seconds": round(seconds, 1),
                         "seconds_per_step": round(seconds / max(plan.steps - first, 1), 3)})

@@ -321,6 +321,21 @@ def test_fit_detector_hand_computed():
     assert flat[0] <= 30 * scale and flat[-1] >= 40 * scale  # the anchors span the objects at the input size
 
 
+def test_fit_detector_counts_every_image_once():
+    from workshop.instance.sizing import ObjectSizes, fit_detector
+
+    # one photo crowded with 100 insects of 5 px, three with one insect of 50, 60 and 70 px (kudzu's shape)
+    sides = np.array([5.0] * 100 + [50.0, 60.0, 70.0])
+    sizes = ObjectSizes(sides, np.ones(103), np.array([100, 1, 1, 1]), np.array([768] * 4))
+    fit = fit_detector(sizes, target_object_px=24, max_image_size=512, min_image_size=320)
+    # weights 1/100 x 100 and 1, 1, 1 (4 in all): the middle of the weight lies between 50 (centre at 1.5/4)
+    # and 60 (2.5/4): median 55 px, not the plain median's 5 px; wanted 768 * 24 / 55 = 335 -> 320 (x 32)
+    assert fit.image_size == 320 and fit.median_object_px_at_input == round(55 * 320 / 768, 1)
+    assert fit.anchor_sizes[-1][-1] >= 70 * 320 / 768, "the largest insects have anchors"
+    plain = fit_detector(ObjectSizes(sides, np.ones(103), np.array([103]), np.array([768])), target_object_px=24)
+    assert plain.image_size == 512  # counted per object, the 5 px ones would ask for 3686 px
+
+
 def test_fit_detector_refuses_a_set_without_objects():
     from workshop.instance.sizing import ObjectSizes, fit_detector
 

@@ -294,8 +294,8 @@ def upright_augment(cfg, icfg: InstanceConfig, log: Callable[[str], None] = prin
     for key in off:
         augment[key] = 0.0
     if off:
-        log(f"augment: {' and '.join('instance.' + k for k in off)} = 0 ({why}; "
-            "augment.view=top_down keeps them for aerial or microscopy images)")
+        hint = "" if "augment.view" in why else "; augment.view=top_down keeps them for aerial or microscopy images"
+        log(f"augment: {' and '.join('instance.' + k for k in off)} = 0 ({why}{hint})")
     return augment
 
 

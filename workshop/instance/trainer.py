@@ -31,6 +31,9 @@ from workshop.instance.data import collate_detection
 from workshop.instance.engine import make_stage_optimizer
 from workshop.instance.model import set_trainable_parts
 from workshop.instance.plan import DEFAULT_MIN_STEPS, REFIT_EVERY, StagePlan, refit_remaining, stage_lr
+
+REFIT_LOG_CHANGE = 0.1
+"""A refit is logged when it changes the steps left by at least this share."""
 from workshop.instance.stages import Stage
 
 __all__ = ["batch_indices", "calibrate_step_seconds", "train_plan", "training_step"]
@@ -246,7 +249,7 @@ def train_plan(
                     evals_left = len(stages) - k - 1 if evaluate is not None else 0
                     left = deadline - now - evals_left * eval_seconds
                     factor = refit_remaining(plans, k, done, estimate, left, min_steps)
-                    if factor is not None:
+                    if factor is not None and abs(factor - 1) >= REFIT_LOG_CHANGE:  # small corrections silently
                         log(f"[{stage.title}] {rate:.2f} s/step now (timed {timed:.2f} before training): the rest of the plan "
                             f"is refitted to the {max(left, 0):.0f} s left: "
                             + " -> ".join(f"{p.title} {p.steps} steps" for p in plans[k:]))

@@ -68,6 +68,13 @@ def open_eval_source(data: str, cfg, label_map: LabelMap | None):
                        label_attribute=d.label_attribute, keep_unannotated=d.keep_unannotated)
 
 
+def require_own_split(split: str | None) -> None:
+    """Without DATA a run is scored on its own validation split: refuse any other ``--split``."""
+    if split not in (None, "val"):
+        raise WorkshopError(f"--split {split}: without DATA the run is scored on its own validation split; "
+                            "name the data to score another split (workshop evaluate RUN DATA --split ...)")
+
+
 def choose_split(source, split: str | None) -> str:
     """``split`` checked against the source; None: ``test`` where the source has it, else ``val``, else ``all``."""
     if split is not None:
@@ -166,9 +173,7 @@ def evaluate_run(
     if data is None:  # the run's own held-out images
         from workshop.data.sources import config_splits
 
-        if split not in (None, "val"):
-            raise WorkshopError(f"--split {split}: without DATA the run is scored on its own validation split; "
-                                "name the data to score another split (workshop evaluate RUN DATA --split ...)")
+        require_own_split(split)
         splits = config_splits(cfg)
         (source, items), split = splits.val, "val"
         data, tag = f"the run's validation split ({splits.how})", "own"

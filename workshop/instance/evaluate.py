@@ -318,7 +318,7 @@ def evaluate_instance_run(
 
     from workshop.env import get_device
     from workshop.errors import WorkshopError
-    from workshop.evaluate import choose_split
+    from workshop.evaluate import choose_split, require_own_split
     from workshop.instance.runs import _cfg_of_state, _predictions_png, load_instance_model
     from workshop.instance.sources import detection_dataset, open_instance_source
 
@@ -332,9 +332,7 @@ def evaluate_instance_run(
     if data is None:  # the run's own held-out images
         from workshop.instance.sources import detection_splits
 
-        if split not in (None, "val"):
-            raise WorkshopError(f"--split {split}: without DATA the run is scored on its own validation split; "
-                                "name the data to score another split (workshop evaluate RUN DATA --split ...)")
+        require_own_split(split)
         _, dataset, _, how = detection_splits(cfg, max_side=None, seed=cfg.train.seed)
         source, items, split = dataset.source, dataset.items, "val"
         data, tag = f"the run's validation split ({how})", "own"

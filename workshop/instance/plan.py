@@ -9,12 +9,14 @@ a data set. Training counts optimiser steps, because a step is what costs time::
                                                                   fixed, the others share what is left)
 
 ``seconds_per_step_k`` is measured before training (a frozen backbone makes a step cheaper, so each
-stage is timed). Steps get slower as the detector learns (more proposals match objects, so the mask
-head gets more of them: about 20 % on Penn-Fudan), so the plan is fitted again every
-``REFIT_EVERY`` steps from the real step times (:func:`refit_remaining`): the rest of the running
-stage and the stages after it are scaled together to the time left. Every stage keeps its share of the plan: a short budget shortens all of them,
-a long one lengthens all of them, and none drops below ``min_steps``. When even the minimum does not
+stage is timed). Every stage keeps its share of the plan: a short budget shortens all of them, a
+long one lengthens all of them, and none drops below ``min_steps``. When even the minimum does not
 fit, :class:`BudgetTooSmall` says so (with the budget that would fit) before any training step.
+
+Steps get slower as the detector learns (more proposals match objects, so the mask head gets more
+of them: about 20 % on Penn-Fudan), so under a budget the plan is fitted again every
+``REFIT_EVERY`` steps from the real step times (:func:`refit_remaining`): the rest of the running
+stage and the stages after it are scaled together to the time left.
 
 The StepLR period and the warm-up follow the stage's new length: ``step_size`` epochs become
 ``round(step_size * steps_per_epoch * f_k)`` steps, where ``f_k`` is the stage's scale.
@@ -222,7 +224,7 @@ def refit_remaining(plans: Sequence[StagePlan], k: int, done: int, seconds_per_s
         new = mins  # out of time: every stage still gets its minimum
     if new == rest:
         return None
-    for j, (old_n, new_n) in enumerate(zip(rest, new)):
+    for j, new_n in enumerate(new):
         plan = plans[k + j]
         old_total, new_total = plan.steps, (done if j == 0 else 0) + new_n
         plan.lr_step = max(1, round(plan.lr_step * new_total / old_total))

@@ -6,11 +6,6 @@ the model's input*: a 35 px insect in a 768 px photo shrunk to 320 px is 15 px, 
 default anchors and a couple of cells of the finest map. This module measures the objects of the
 training set and derives:
 
-Every *image* counts once in these statistics: an object weighs 1 / (objects in its image). Three
-photos crowded with a hundred 7 px insects each would otherwise set the scale for the 21 others,
-which hold one to thirty insects of 40-220 px (kudzu: the plain median object is 11 px, the
-image-balanced one 47 px).
-
 * ``image_size`` (Mask R-CNN's ``min_size = max_size``): large enough that the median object is
   about ``target_object_px`` at the input, never larger than the photos themselves or ``max_image_size``
   (a CPU step costs about the square of it), never below ``min_image_size`` (320: large objects keep
@@ -26,6 +21,11 @@ image-balanced one 47 px).
   (2 x the most objects, up to 256) and more proposals (4 x, up to 2000) than the CPU defaults.
 
 The object side is ``sqrt(box width * box height)``.
+
+Every *image* counts once in the median and the percentiles above: an object weighs 1 / (objects in its image). Three
+photos crowded with a hundred 7 px insects each would otherwise set the scale for the 21 others,
+which hold one to thirty insects of 40-220 px (kudzu: the plain median object is 11 px, the
+image-balanced one 47 px).
 
 Taught in: notebooks/10_instance.ipynb
 """

@@ -121,6 +121,25 @@ def calibrate_step_seconds(model: nn.Module, stages: Sequence[Stage], dataset, b
     return seconds
 
 
+def _refit_to_deadline(plans: Sequence[StagePlan], k: int, done: int, mark: tuple[int, float], deadline: float,
+                       min_steps: int, log: Callable[[str], None]) -> tuple[int, float]:
+    """Refit the rest of the plan to ``deadline`` from the step time since ``mark`` (steps, time); the new mark.
+
+    The running stage is timed by its steps since the last refit; the later stages by their timing
+    before training, scaled by the same drift.
+    """
+    now = time.monotonic()
+    rate = (now - mark[1]) / (done - mark[0])
+    timed = plans[k].seconds_per_step or rate
+    estimate = [rate if j == k else (p.seconds_per_step or rate) * rate / timed for j, p in enumerate(plans)]
+    left = deadline - now
+    factor = refit_remaining(plans, k, done, estimate, left, min_steps)
+    if factor is not None and abs(factor - 1) >= REFIT_LOG_CHANGE:  # small corrections silently
+        log(f"[{plans[k].title}] {rate:.2f} s/step now (timed {timed:.2f} before training): the rest of the plan "
+            f"is refitted to the {max(left, 0):.0f} s left: " + " -> ".join(f"{p.title} {p.steps} steps" for p in plans[k:]))
+    return done, now
+
+
 def train_plan(
     model: nn.Module,
     stages: Sequence[Stage],
@@ -242,18 +261,8 @@ def train_plan(
                 if checkpoint_every and done % checkpoint_every == 0 and done < plan.steps:
                     save(k, done, optimizer)
                 if deadline is not None and done % REFIT_EVERY == 0 and done - mark[0] >= REFIT_EVERY // 2 and done < plan.steps:
-                    now = time.monotonic()
-                    rate = (now - mark[1]) / (done - mark[0])
-                    timed = plan.seconds_per_step or rate
-                    estimate = [rate if j == k else (p.seconds_per_step or rate) * rate / timed for j, p in enumerate(plans)]
                     evals_left = len(stages) - k - 1 if evaluate is not None else 0
-                    left = deadline - now - evals_left * eval_seconds
-                    factor = refit_remaining(plans, k, done, estimate, left, min_steps)
-                    if factor is not None and abs(factor - 1) >= REFIT_LOG_CHANGE:  # small corrections silently
-                        log(f"[{stage.title}] {rate:.2f} s/step now (timed {timed:.2f} before training): the rest of the plan "
-                            f"is refitted to the {max(left, 0):.0f} s left: "
-                            + " -> ".join(f"{p.title} {p.steps} steps" for p in plans[k:]))
-                    mark = (done, now)
+                    mark = _refit_to_deadline(plans, k, done, mark, deadline - evals_left * eval_seconds, min_steps, log)
                 if on_step is not None:
                     on_step(k, done)
                 step += 1

@@ -280,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     except (WorkshopError, FileNotFoundError, ValueError) as exc:
         distributed.record_error(exc)  # torchrun's report shows the message
         if distributed.is_main() or not isinstance(exc, distributed.PeerFailure):  # rank 0 speaks for a lost run
-            print(f"error: {distributed.error_prefix()}{_printable(str(exc))}", file=sys.stderr)
+            # one write of the whole line: the ranks of a torchrun share stderr, and print() writes the
+            # newline separately, so two ranks' messages could run into one line
+            sys.stderr.write(f"error: {distributed.error_prefix()}{_printable(str(exc))}\n")
+            sys.stderr.flush()
         distributed.release_signals()
         return 2
     except KeyboardInterrupt:

@@ -141,7 +141,7 @@ def test_csv_and_list_sources(tmp_path) -> None:
 def test_open_source_detects_each_layout(tmp_path) -> None:
     folder = make_pairs(tmp_path / "folder")
     assert isinstance(open_source(folder), FolderSource)
-    with pytest.raises(DataError, match="data not found"):
+    with pytest.raises(DataError, match="absent: path not found"):
         open_source(tmp_path / "absent")
     junk = tmp_path / "notes.json"
     junk.write_text(json.dumps({"hello": 1}))

@@ -374,9 +374,11 @@ def test_csv_of_pairs_with_a_missing_file(tmp_path) -> None:
         "Dataset-master/Ground_Truth/2.png,Dataset-master/Training_Images/2.jpg\n"  # zip folder name dropped
         "Ground_Truth/3.png,Training_Images/gone.jpg\n"
     )
-    for path in (tmp_path / "train.csv", tmp_path):  # the CSV, or a folder holding it
+    # the CSV, or the folder holding it (which has the human_seg layout: that source reads the same CSV)
+    for path, layout in ((tmp_path / "train.csv", "CSV train.csv"),
+                         (tmp_path, "format: registered data set human_seg (Human Segmentation Dataset), split all")):
         report = check_path(path)
-        assert report.layout == "CSV train.csv"
+        assert report.layout == layout
         assert [(p.path, p.message) for p in report.problems] == [
             (str(tmp_path / "Training_Images/gone.jpg"), "image listed in train.csv line 4 is not there (file not found)")
         ]
@@ -507,7 +509,7 @@ def test_training_logs_warnings_and_goes_on(tmp_path, monkeypatch) -> None:
     logged: list[str] = []
     with pytest.raises(RuntimeError, match="stop after the data step"):
         runs.train_from_config(folder_config(tmp_path), log=logged.append)
-    assert logged[0] == "data check (format: folder pairs): 1 warning(s), training goes on:"
+    assert logged[0] == "data check (folders images/ + masks/): 1 warning(s), training goes on:"
     assert logged[1:3] == [
         "  masks/n1.png",
         "    warning: mask is 16x12, image n1.png is 32x24: same aspect ratio, the mask is resized with nearest-neighbour when loaded",

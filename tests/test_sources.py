@@ -141,7 +141,7 @@ def test_csv_and_list_sources(tmp_path) -> None:
 def test_open_source_detects_each_layout(tmp_path) -> None:
     folder = make_pairs(tmp_path / "folder")
     assert isinstance(open_source(folder), FolderSource)
-    with pytest.raises(DataError, match="data not found"):
+    with pytest.raises(DataError, match="absent: path not found"):
         open_source(tmp_path / "absent")
     junk = tmp_path / "notes.json"
     junk.write_text(json.dumps({"hello": 1}))
@@ -300,3 +300,61 @@ def test_coco_crowd_regions_are_ignored_in_the_binary_view_and_left_out_of_insta
     ds = load_instance_source("annotations", path)
     _, target = ds[0]
     assert len(target["labels"]) == 1, "crowd regions are no instance to learn"
+
+
+# ----------------------------------------------------------------------------- one binary mask per class (Open Images)
+
+
+def make_class_masks(root: Path) -> Path:
+    """a: road on the top 3 rows, a car on columns 2..4 of rows 1..4 (over the road); b: only the car."""
+    road, car = np.zeros((H, W), np.uint8), np.zeros((H, W), np.uint8)
+    road[:3] = 255
+    car[1:5, 2:5] = 255
+    save(image(0), root / "images" / "a.png")
+    save(image(1), root / "images" / "b.png")
+    save(road, root / "masks" / "road" / "a.png")
+    save(car, root / "masks" / "car" / "a.png")
+    save(car, root / "masks" / "car" / "b.png")
+    return root
+
+
+def test_class_mask_folders_are_merged_with_merge_binary_masks(tmp_path, monkeypatch) -> None:
+    import workshop.data.sources.folder as folder
+    from workshop.multiclass import merge_binary_masks
+
+    assert folder.merge_binary_masks is merge_binary_masks, "the exercise's reference is what the source runs"
+    calls = []
+    monkeypatch.setattr(folder, "merge_binary_masks", lambda *a: calls.append(a) or merge_binary_masks(*a))
+    root = make_class_masks(tmp_path)
+    lm = LabelMap([LabelClass("background", 0, (0, 0, 0)), LabelClass("road", 1, (128, 64, 128)),
+                   LabelClass("car", 2, (0, 0, 142))])
+    src = FolderSource(root / "images", root / "masks", class_masks=True, label_map=lm)
+    assert src.task == "multiclass" and [i.image.name for i in src.items()] == ["a.png", "b.png"]
+    a, b = (src.read(i).mask for i in src.items())
+    expected = np.zeros((H, W), np.int64)
+    expected[:3] = 1
+    expected[1:5, 2:5] = 2  # the car (id 2, later in the label map) covers the road
+    np.testing.assert_array_equal(a, expected)
+    np.testing.assert_array_equal(b, np.where(expected == 2, 2, 0))
+    assert len(calls) == 2 and list(calls[0][0]) == ["road", "car"]
+    # without a label map: the class folders in name order (car 1, road 2: the road is drawn last)
+    named = FolderSource(root / "images", root / "masks", class_masks=True)
+    assert named.class_names() == ["background", "car", "road"]
+    assert named.read(named.items()[0]).mask[1].tolist() == [2, 2, 2, 2, 2, 2, 2, 2]
+    # the config and data check open the same source
+    cfg = load_config(profile="smoke", overrides={"data": {"source": "folder", "root": str(root), "class_masks": True,
+                                                            "task": "multiclass"}})
+    np.testing.assert_array_equal(source_from_config(cfg).read(source_from_config(cfg).items()[1]).mask,
+                                  named.read(named.items()[1]).mask)
+    report = check_path(root, class_masks=True)
+    assert report.ok and report.counts["pairs"] == 3 and report.layout.endswith("(one binary mask per class)")
+
+
+def test_an_image_with_no_class_mask_is_named(tmp_path) -> None:
+    root = make_class_masks(tmp_path)
+    save(image(2), root / "images" / "c.png")
+    report = check_path(root, class_masks=True)
+    assert [(Path(p.path).name, p.message) for p in report.errors] == [
+        ("c.png", "image has no mask in any class folder of masks/ (car, road)")]
+    with pytest.raises(DataError, match=r"1 image\(s\) in .*images have no mask in .*masks: c.png"):
+        FolderSource(root / "images", root / "masks", class_masks=True).items()

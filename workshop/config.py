@@ -101,7 +101,8 @@ class DataConfig:
     task: str = "binary"  # binary: building vs rest; multiclass: 5 classes
     root: str | None = None  # data folder for folder / csv / real data sets
     images_dir: str = "images"  # folder source: images sub-folder
-    masks_dir: str = "masks/binary"  # folder source: masks sub-folder (matched by file stem)
+    masks_dir: str | None = None  # folder source: masks sub-folder (default: masks/, or masks/binary|multiclass by task)
+    class_masks: bool = False  # folder source: masks_dir holds one folder of binary masks per class (merged)
     csv_file: str | None = None  # csv source: file with image,mask columns
     label_map: str | None = None  # JSON of class names, ids, colours (colour masks)
     val: str | None = None  # validation data: a folder, CSV, list file or annotation file (then val_fraction is not used)

@@ -311,7 +311,7 @@ def fingerprint_source(source: Any, split: str = "all", max_images: int | None =
         DataError: a sample cannot be read (the message names the file).
         ValueError: the split has no samples.
     """
-    from workshop.data.sources.base import SourceDataset
+    from workshop.data.datasets import SourceDataset
 
     dataset = SourceDataset(source, source.items(split))
     task = dataset.task
@@ -342,23 +342,8 @@ def describe_path(
     from workshop.data.sources import open_source
     from workshop.errors import DataError
 
-    try:
+    try:  # the folder source pairs a_mask.png with a.png as data check does (one pairing rule)
         source = open_source(path, task=task, **open_kwargs)
-        return describe(fingerprint_source(source, "all", max_images), source.class_names())
-    except (DataError, OSError, ValueError):
-        pass
-    try:  # masks named a_mask.png: the check pairs them with the suffix it guesses (and warns), so do we
-        from workshop.data.check import _guess_mask_suffix
-        from workshop.data.io import list_images
-
-        source = open_source(path, task=task, **open_kwargs)
-        images, masks = getattr(source, "images_dir", None), getattr(source, "masks_dir", None)
-        if images is None or masks is None or getattr(source, "mask_suffix", "x"):
-            return None
-        suffix = _guess_mask_suffix({f.stem for f in list_images(images)}, {f.stem for f in list_images(masks)})
-        if not suffix:
-            return None
-        source = open_source(path, task=task, **{**open_kwargs, "mask_suffix": suffix})
         return describe(fingerprint_source(source, "all", max_images), source.class_names())
     except (DataError, OSError, ValueError):
         return None

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from workshop.data.io import resize_mask_nearest
+from workshop.data.io import merge_binary_masks  # noqa: F401  (taught in notebook 09; runs in the data sources)
 from workshop.metrics import (
     SegmentationMetrics,
     confusion_matrix,
@@ -53,61 +53,8 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- building class maps
-
-
-def merge_binary_masks(
-    masks: Mapping[str, np.ndarray],
-    class_ids: Mapping[str, int],
-    height: int,
-    width: int,
-) -> np.ndarray:
-    """Build one class map from several per-class binary masks (the way Open Images ships them).
-
-    Open Images gives one PNG per object, holding 0 (not the object) or 255 (the object). A
-    semantic-segmentation model needs a single map of class ids instead. Starting from the
-    background (0), each mask paints its class id where it is "on" (any value > 0, so 0/255, 0/1
-    and boolean masks all work).
-
-    Overlap rule: masks are drawn in the order of ``masks`` and a later mask covers an earlier one,
-    exactly like a painter (adding the ids instead would invent classes: 1 + 2 = 3).
-
-    Args:
-        masks: class name -> binary mask, in drawing order. A mask of another size is resized
-            to (height, width) with nearest-neighbour (Open Images masks often are).
-        class_ids: class name -> integer id (the background, id 0, needs no mask).
-        height: height of the class map.
-        width: width of the class map.
-
-    Returns:
-        The class map, int64.
-
-    Raises:
-        ValueError: a mask names a class missing from ``class_ids`` (the message lists the valid
-            names), or a mask is not 2-D.
-
-    Shape:
-        each mask (h, w) bool / uint8 -> (height, width) int64.
-
-    Example:
-        >>> road = np.array([[255, 255], [0, 0]], np.uint8)
-        >>> car = np.array([[0, 255], [0, 255]], np.uint8)
-        >>> merge_binary_masks({"road": road, "car": car}, {"road": 1, "car": 2}, 2, 2)
-        array([[1, 2],
-               [0, 2]])
-
-    Taught in: notebooks/09_multiclass.ipynb
-    """
-    out = np.zeros((height, width), dtype=np.int64)
-    for name, mask in masks.items():
-        if name not in class_ids:
-            raise ValueError(f"no class id for mask {name!r}; classes with ids: {sorted(class_ids)}")
-        mask = np.asarray(mask)
-        if mask.ndim != 2:
-            raise ValueError(f"mask {name!r} must be (H, W), got shape {mask.shape}")
-        if mask.shape != (height, width):
-            mask = resize_mask_nearest(mask, height, width)
-        out[mask > 0] = int(class_ids[name])
-    return out
+# merge_binary_masks (taught here) lives with the data it reads: workshop.data.io, run by the folder
+# source of one binary mask per class (data.class_masks).
 
 
 # ----------------------------------------------------------------------------- class balance

@@ -1,7 +1,7 @@
 """Scan a data set before training and report every problem, per file, in one go.
 
 A data set that is broken in one file out of three hundred should not crash an epoch an hour
-into training. ``check_path`` (the ``workshop data check PATH`` command) and ``scan_pairs`` (run
+into training. ``check_path`` (the ``workshop data check PATH`` command) and ``check_config`` (run
 by ``workshop train`` before it builds the model) read every file once and collect:
 
 ==========================================  ========  ==================================================
@@ -24,12 +24,12 @@ checksums from ``verify``; images are decoded only to catch truncation (large JP
 scale, which still reads every byte) and masks are decoded fully for their values. A few hundred
 small files take well under two seconds.
 
-Layouts ``check_path`` understands::
-
-    PATH/images/ + PATH/masks/              matched by file stem (a.jpg <-> a.png)
-    PATH/images/ + PATH/masks/binary/       the embedded data set (masks/multiclass/ with --task multiclass)
-    PATH.csv  or  PATH/ holding one CSV     columns ``images`` and ``masks`` (see ``read_pairs_csv``)
-    --images-dir DIR --masks-dir DIR        any two folders (relative to PATH)
+This module detects no layout and reads no format of its own: it reaches data only through the
+sources (``workshop.data.sources``), which list the files, pair them (one rule: ``a.jpg`` <-> ``a.png``
+or ``a_mask.png``), name what could not be listed, and say what to verify (``Source.check_spec``).
+So ``data check`` and ``workshop train`` give one answer for the same data. The layouts are
+``open_source``'s: ``images/`` + ``masks/`` (or ``masks/binary``), a CSV of pairs, a list file, COCO /
+VIA / LabelMe / CVAT annotations, the registered data sets, or ``--images-dir`` / ``--masks-dir``.
 
 Example:
     >>> report = check_path("data/my_set")  # doctest: +SKIP
@@ -42,7 +42,6 @@ Taught in: notebooks/03_dataset.ipynb
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import os
@@ -52,19 +51,21 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from workshop.data.io import IMAGE_EXTENSIONS, LabelMap
+from workshop.data.io import LabelMap
+from workshop.data.sources import named_split_source, open_source, source_from_config
+from workshop.data.sources.base import DATASET, Problem, display_path
 from workshop.errors import DataError
 
-__all__ = ["DATASET", "SEVERITIES", "DataReport", "Problem", "check_path", "display_path", "scan_pairs"]
+__all__ = ["DATASET", "SEVERITIES", "DataReport", "Problem", "check_config", "check_path", "check_source",
+           "display_path", "scan_pairs"]
 
 SEVERITIES = ("error", "warning")
 TASKS = ("binary", "multiclass")
-DATASET = "(data set)"  # the "path" of problems about the whole data set
 ASPECT_TOLERANCE = 0.02  # same rule as workshop.data.io.load_pair
 _EXIF_ORIENTATION = 0x0112
 _ORIENTATIONS = {
@@ -91,28 +92,6 @@ _MODE_NOTES = {
     "F": "32-bit float grey",
 }
 _JPEG_DRAFT_ABOVE = 512  # decode JPEGs larger than this at a reduced scale (truncation is still caught)
-
-
-def display_path(path: str | os.PathLike | bytes) -> str:
-    """A printable form of a file name, also for names that are not valid UTF-8.
-
-    ``os.fsdecode`` turns undecodable bytes into surrogates that cannot be printed; they are shown
-    as ``\\xNN`` escapes instead, so ``b"img_\\xff.png"`` reads ``img_\\xff.png``.
-    """
-    text = os.fsdecode(path)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return text
-
-
-class Problem(NamedTuple):
-    """One finding: the file (or ``DATASET``), ``"error"`` or ``"warning"``, and what to do."""
-
-    path: str
-    severity: str
-    message: str
 
 
 @dataclass
@@ -552,22 +531,29 @@ def scan_pairs(
 def check_source(source, split: str = "all", root: str | os.PathLike | None = None) -> DataReport:
     """Scan what a ``workshop.data.sources`` source reads, as its ``check_spec`` says.
 
-    Pair sources: every image and mask file (values checked against the raw label map). Annotation
-    sources: every image file, then every sample drawn from its shapes (a polygon outside the image,
-    a size that disagrees with the file are errors of that image), plus the reader's own findings.
+    Pair sources: every image and mask file (values checked against the raw label map), and the
+    problems the source met while listing them (an image without a mask, a file a CSV names that
+    is not there). Annotation sources: every image file, then every sample drawn from its shapes (a
+    polygon outside the image, a size that disagrees with the file are errors of that image), plus
+    the reader's own findings. A source that cannot list its samples at all is one error.
 
     Returns:
-        The ``DataReport``; its ``layout`` names the format detected.
+        The ``DataReport``; its ``layout`` names the format or the folders found.
     """
-    spec = source.check_spec(split)
-    problems = [Problem(display_path(p), sev, msg) for p, sev, msg in spec.problems]
+    root_text = display_path(root) if root is not None else ""
+    try:
+        spec = source.check_spec(split)
+    except DataError as exc:
+        where = display_path(root) if root is not None else DATASET
+        return _scan([], [], [], _task_of(source), None, source.ignore_index, root_text, f"format: {source.format}",
+                     [Problem(where, "error", str(exc))])
     pairs = list(spec.pairs)
     images = list(dict.fromkeys([i for i, _ in pairs] + list(spec.images)))
-    masks = list(dict.fromkeys(m for _, m in pairs))
-    root_text = display_path(root) if root is not None else _common_root(images + masks)
+    masks = list(dict.fromkeys([m for _, m in pairs] + list(spec.masks)))
+    root_text = root_text or _common_root(images + masks)
     report = _scan(images, masks, pairs, spec.task, spec.label_map, spec.ignore_index, root_text,
-                   f"format: {spec.layout}", problems)
-    if spec.images:  # no mask files: draw each sample's mask from its annotation, as the loader will
+                   spec.layout or f"format: {source.format}", list(spec.problems))
+    if spec.images and not spec.pairs and not spec.masks:  # no mask files: draw each sample's mask as the loader will
         bad = {p.path for p in report.errors}
         extra = []
         for item in source.items(split):
@@ -577,180 +563,20 @@ def check_source(source, split: str = "all", root: str | os.PathLike | None = No
                 source.read(item)
             except DataError as exc:
                 extra.append(Problem(display_path(item.image), "error", str(exc).replace(f"{item.image}: ", "")))
-        if extra:
-            report.problems.extend(extra)
-            report.counts["errors"] = len(report.errors)
-            report.counts["files_with_errors"] = len({p.path for p in report.errors})
+        report.problems.extend(extra)
         report.counts["pairs"] = report.counts["masks"] = len(spec.images)  # masks drawn from the annotations
+    if spec.task == "binary" and report.mask_values and looks_like_class_ids(set(report.mask_values)) and not report.ok:
+        report.problems.insert(0, Problem(DATASET, "error", (
+            f"the masks hold class ids {_show(set(report.mask_values))}: this looks like a multiclass data set; "
+            "run `workshop data check PATH --task multiclass --label-map FILE` (or data.task=multiclass)")))
+    report.counts.update(errors=len(report.errors), warnings=len(report.warnings),
+                         files_with_errors=len({p.path for p in report.errors}),
+                         files_with_warnings=len({p.path for p in report.warnings}))
     return report
 
 
-def check_config(cfg) -> tuple[list[DataReport], LabelMap | None]:
-    """Scan the data a config trains, validates and tests on (``workshop train`` runs this first).
-
-    Returns:
-        (one report per source: training data, then ``data.val`` and ``data.test`` when given,
-        the training label map or None for binary tasks).
-
-    Raises:
-        DataError: the data cannot even be listed (a missing folder, a file that is no data source).
-    """
-    from workshop.data.sources import named_split_source, source_from_config
-
-    d = cfg.data
-    source = source_from_config(cfg)
-    try:
-        source.items("all")
-    except DataError:
-        report = source.listing_report()  # unpaired or missing files: every one of them, at once
-        if report is None or report.ok:
-            raise
-        return [report], None
-    label_map = source.label_map() if d.task != "binary" else None
-    reports = [check_source(source, "all", root=Path(d.root).expanduser() if d.root else None)]
-    for key in ("val", "test"):
-        path = getattr(d, key, None)
-        if path:
-            reports.append(check_source(named_split_source(path, cfg, label_map), "all"))
-    return reports, label_map
-
-
-def _list_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-
-
-def _guess_mask_suffix(image_stems: set[str], mask_stems: set[str]) -> str:
-    """The suffix that mask names add to image names (``a.png`` <-> ``a_mask.png``), or ``""``."""
-    found: Counter[str] = Counter()
-    for stem in mask_stems - image_stems:
-        for cut in range(len(stem) - 1, 0, -1):
-            if stem[cut] in "_-." and stem[:cut] in image_stems:
-                found[stem[cut:]] += 1
-                break
-    if not found:
-        return ""
-    suffix, n = found.most_common(1)[0]
-    return suffix if n >= max(1, len(mask_stems - image_stems) // 2) else ""
-
-
-def _pair_folders(
-    images_dir: Path, masks_dir: Path, mask_suffix: str | None = None
-) -> tuple[list[Path], list[Path], list[tuple[Path, Path]], list[Problem]]:
-    """All image and mask files of two folders, the pairs by stem, and the problems of the pairing.
-
-    ``mask_suffix=None`` guesses a suffix such as ``_mask`` when the names do not match as they are.
-    """
-    problems: list[Problem] = []
-    for folder, what in ((images_dir, "images"), (masks_dir, "masks")):
-        if not folder.is_dir():
-            problems.append(Problem(display_path(folder), "error", f"{what} folder not found"))
-    if problems:
-        return [], [], [], problems
-    images, masks = _list_files(images_dir), _list_files(masks_dir)
-    if not images:
-        problems.append(Problem(display_path(images_dir), "error", f"no images here (looked for {', '.join(IMAGE_EXTENSIONS)})"))
-    if not masks:
-        problems.append(Problem(display_path(masks_dir), "error", f"no masks here (looked for {', '.join(IMAGE_EXTENSIONS)})"))
-    if mask_suffix is None:
-        mask_suffix = _guess_mask_suffix({p.stem for p in images}, {p.stem for p in masks})
-        if mask_suffix:
-            problems.append(Problem(
-                DATASET, "warning",
-                f"mask names add {mask_suffix!r} to the image names; paired that way "
-                f"(in code: FolderDataset(images, masks, mask_suffix={mask_suffix!r}))",
-            ))
-    by_stem: dict[str, dict[str, list[Path]]] = {"image": defaultdict(list), "mask": defaultdict(list)}
-    for p in images:
-        by_stem["image"][p.stem].append(p)
-    for p in masks:
-        stem = p.stem[: -len(mask_suffix)] if mask_suffix and p.stem.endswith(mask_suffix) else p.stem
-        by_stem["mask"][stem].append(p)
-    for role, table in by_stem.items():
-        for stem, files in table.items():
-            if len(files) > 1:
-                kept = files[-1]  # match_by_stem keeps the last one in name order
-                others = ", ".join(display_path(f.name) for f in files[:-1])
-                problems.append(Problem(
-                    display_path(kept), "warning",
-                    f"{len(files)} {role}s share the name {display_path(stem)!r} ({others} too); the loader uses this one only",
-                ))
-    pairs = []
-    for stem in sorted(by_stem["image"]):
-        image = by_stem["image"][stem][-1]
-        if stem in by_stem["mask"]:
-            pairs.append((image, by_stem["mask"][stem][-1]))
-        elif masks:
-            problems.append(Problem(
-                display_path(image), "error",
-                f"image has no mask (no {display_path(stem + (mask_suffix or ''))}.* in {display_path(masks_dir.name)}/)",
-            ))
-    for stem in sorted(set(by_stem["mask"]) - set(by_stem["image"])):
-        if images:
-            problems.append(Problem(
-                display_path(by_stem["mask"][stem][-1]), "error",
-                f"mask has no image (no {display_path(stem)}.* in {display_path(images_dir.name)}/)",
-            ))
-    return images, masks, pairs, problems
-
-
-def _pairs_from_csv(csv_file: Path) -> tuple[list[tuple[Path, Path]], list[Path], list[Path], list[Problem]]:
-    """Pairs of a CSV; a listed file that does not exist is a problem of that file, not an exception."""
-    from workshop.data.datasets import read_pairs_csv
-
-    try:
-        pairs = read_pairs_csv(csv_file)
-        return pairs, [i for i, _ in pairs], [m for _, m in pairs], []
-    except DataError as exc:
-        first_error = str(exc)
-    # Same rules as read_pairs_csv, one row at a time, so every missing file is reported.
-    try:
-        with csv_file.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            columns = reader.fieldnames or []
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        return [], [], [], [Problem(display_path(csv_file), "error", f"CSV cannot be read ({exc})")]
-    if "images" not in columns or "masks" not in columns or not rows:
-        return [], [], [], [Problem(display_path(csv_file), "error", first_error.replace(f"{csv_file}: ", ""))]
-    base = csv_file.parent
-    problems: list[Problem] = []
-    pairs, images, masks = [], [], []
-
-    def resolve(text: str) -> tuple[Path, bool]:
-        path = Path(text)
-        if path.is_absolute():
-            return path, path.is_file()
-        candidates = [base / path] + ([base / Path(*path.parts[1:])] if len(path.parts) > 1 else [])
-        for candidate in candidates:
-            if candidate.is_file():
-                return candidate, True
-        return candidates[0], False
-
-    for line, row in enumerate(rows, start=2):
-        found = {}
-        for column in ("images", "masks"):
-            path, exists = resolve(row[column] or "")
-            found[column] = path if exists else None
-            if not exists:
-                problems.append(Problem(
-                    display_path(path), "error",
-                    f"{column[:-1]} listed in {csv_file.name} line {line} is not there (file not found)",
-                ))
-        if found["images"] is not None:
-            images.append(found["images"])
-        if found["masks"] is not None:
-            masks.append(found["masks"])
-        if found["images"] is not None and found["masks"] is not None:
-            pairs.append((found["images"], found["masks"]))
-    return pairs, images, masks, problems
-
-
-def _guess_task(masks_dir: Path | None, root: Path) -> str:
-    if masks_dir is not None and masks_dir.name == "multiclass":
-        return "multiclass"
-    if (root / "labelmap.json").is_file() and (masks_dir is None or masks_dir.name != "binary"):
-        return "multiclass"
-    return "binary"
+def _task_of(source) -> str:
+    return "binary" if source.task == "binary" else "multiclass"
 
 
 def check_path(
@@ -763,12 +589,18 @@ def check_path(
     mask_suffix: str | None = None,
     label_attribute: str | None = None,
     keep_unannotated: bool = False,
+    class_masks: bool = False,
 ) -> DataReport:
-    """Scan a data folder or a CSV of pairs and report every problem per file (``workshop data check``).
+    """Scan the data at ``path`` and report every problem per file (``workshop data check``).
+
+    The data is opened as training opens it: ``workshop.data.sources.open_source`` finds the source
+    (folders, CSV and list files, COCO / VIA / LabelMe / CVAT annotations, registered data sets),
+    and :func:`check_source` scans what that source reads. So a file the sources cannot read gets
+    the same message here as in ``workshop train``.
 
     Args:
-        path: a folder with ``images/`` + ``masks/`` (or ``masks/binary/``), a CSV of pairs
-            (columns ``images``, ``masks``), or a folder holding one such CSV.
+        path: a folder with ``images/`` + ``masks/`` (or ``masks/binary/``), a CSV of pairs, a list
+            file, an annotation file, or a folder holding one of them.
         images_dir: images folder, relative to ``path`` unless absolute (default ``images``).
         masks_dir: masks folder, relative to ``path`` unless absolute (default ``masks``, or
             ``masks/binary`` / ``masks/multiclass`` in the embedded layout).
@@ -781,10 +613,7 @@ def check_path(
             names do not match as they are (reported as a warning).
         label_attribute: annotation files: the region attribute that holds the class (VIA).
         keep_unannotated: annotation files: keep images listed without regions (as background).
-
-    Also understood (the report's header names the format detected): COCO, VIA, LabelMe and CVAT
-    annotation files (or a folder holding one), a ``.txt`` list of ``image mask`` lines, and the
-    registered data sets' folders (CamVid, also a folder with only ``test/`` + ``testannot/``).
+        class_masks: the masks folder holds one folder of binary masks per class.
 
     Returns:
         The ``DataReport`` (missing folders and files are problems in it, not exceptions).
@@ -795,136 +624,38 @@ def check_path(
     if task is not None and task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
     root = Path(path).expanduser()
-    detected = _detected_source(root, images_dir, masks_dir, task, label_map, ignore_index,
-                                dict(label_attribute=label_attribute, keep_unannotated=keep_unannotated))
-    if isinstance(detected, DataReport):
-        return detected
-    if detected is not None:
-        return check_source(detected, root=root if root.is_dir() else root.parent)
-    csv_file: Path | None = None
-    if root.is_file():
-        csv_file, root = root, root.parent
-    elif not root.exists():
-        return _scan([], [], [], task or "binary", None, ignore_index, display_path(root), "not found",
-                     [Problem(display_path(root), "error", "path not found (give a data folder or a CSV of pairs)")])
-    elif images_dir is None and masks_dir is None and not (root / "images").is_dir():
-        found = sorted(root.glob("*.csv"))
-        if len(found) == 1 or (root / "train.csv").is_file():
-            csv_file = root / "train.csv" if (root / "train.csv").is_file() else found[0]
-
-    problems: list[Problem] = []
-    if csv_file is not None:
-        pairs, images, masks, problems = _pairs_from_csv(csv_file)
-        layout = f"CSV {display_path(csv_file.name)}"
-        task = task or ("multiclass" if label_map is not None else _guess_task(None, root))
-    else:
-        images_path = _under(root, images_dir or "images")
-        if masks_dir is not None:
-            masks_path = _under(root, masks_dir)
-        else:
-            masks_path = root / "masks"
-            if masks_path.is_dir() and not _list_files(masks_path):
-                sub = task or ("multiclass" if not (masks_path / "binary").is_dir() and (masks_path / "multiclass").is_dir() else "binary")
-                if (masks_path / sub).is_dir():
-                    masks_path = masks_path / sub
-        if images_dir is None and masks_dir is None and not images_path.is_dir():
-            return _scan([], [], [], task or "binary", None, ignore_index, display_path(root), "unknown layout", [Problem(
-                display_path(root), "error",
-                "no images/ folder and no CSV here; expected images/ + masks/, a CSV of pairs "
-                "(columns images,masks), or --images-dir and --masks-dir",
-            )])
-        if _same_folder(images_path, masks_path) and not mask_suffix:
-            from workshop.data.sources.folder import same_folder_message
-
-            return _scan([], [], [], task or "binary", None, ignore_index, display_path(root), "same folder twice",
-                         [Problem(display_path(images_path), "error", same_folder_message(images_path))])
-        images, masks, pairs, problems = _pair_folders(images_path, masks_path, mask_suffix)
-        layout = f"folders {_relative(images_path, root)}/ + {_relative(masks_path, root)}/"
-        task = task or ("multiclass" if label_map is not None else _guess_task(masks_path, root))
-
-    lm: LabelMap | None = None
-    if isinstance(label_map, LabelMap):
-        lm = label_map
-    elif task == "multiclass":
-        lm_file = Path(label_map) if label_map is not None else root / "labelmap.json"
-        if lm_file.is_file() or label_map is not None:
-            try:
-                lm = LabelMap.from_json(lm_file, ignore_index)
-            except DataError as exc:
-                problems.append(Problem(display_path(lm_file), "error", str(exc)))
-    if task == "multiclass" and lm is None and masks:
-        from workshop.data.sources.palette import derive_label_map
-
-        try:
-            lm = derive_label_map(masks, ignore_index, masks[0].parent)
-            problems.append(Problem(DATASET, "warning", (
-                f"no label map: {len(lm)} classes derived from the mask ids ({', '.join(lm.names)}); "
-                "to name them, write labelmap.json ({\"classes\": [{\"name\", \"id\", \"color\"}, ...]}) and pass "
-                "--label-map FILE (data.label_map)")))
-        except DataError as exc:
-            if "colour-coded" in str(exc):
-                layout += ", no label map: class ids not checked"  # each colour mask is an error below
-            else:
-                problems.append(Problem(DATASET, "error", str(exc)))
-        except (OSError, ValueError):
-            pass  # unreadable masks are reported file by file below
-    report = _scan(images, masks, pairs, task, lm, ignore_index, display_path(root), layout, problems)
-    if task == "binary" and report.mask_values and looks_like_class_ids(set(report.mask_values)) and not report.ok:
-        report.problems.insert(0, Problem(DATASET, "error", (
-            f"the masks hold class ids {_show(set(report.mask_values))}: this looks like a multiclass data set; "
-            "run `workshop data check PATH --task multiclass --label-map FILE` (or data.task=multiclass)")))
-        report.counts["errors"] = len(report.errors)
-    return report
-
-
-def _same_folder(a: Path, b: Path) -> bool:
     try:
-        return a.is_dir() and a.resolve() == b.resolve()
-    except OSError:
-        return False
-
-
-def _detected_source(root: Path, images_dir, masks_dir, task, label_map, ignore_index, extra):
-    """A source for the layouts the folder/CSV scan below does not cover (annotation files, list files,
-    registered data sets), a ``DataReport`` for a file that is no data source, or None."""
-    from workshop.data import sources
-
-    if images_dir is not None or masks_dir is not None or not root.exists():
-        return None
-    suffix = root.suffix.lower() if root.is_file() else ""
-    if root.is_file() and suffix == ".csv":
-        return None
-    if root.is_dir() and (root / "images").is_dir():
-        return None
-    lm = label_map if isinstance(label_map, LabelMap) or label_map is None else LabelMap.from_json(label_map, ignore_index)
-    try:
-        if root.is_file():
-            return sources.open_source(root, task=task, label_map=lm, ignore_index=ignore_index or 255, **extra)
-        for name, cls in sources.REGISTERED.items():
-            if sources.has_layout(cls.entry, root):
-                registered = cls(root, task, ignore_index=ignore_index or 255)
-                try:
-                    registered.items("all")
-                except DataError:
-                    return None  # a listed file is missing: the scan below reports each one
-                return registered
-        if any((root / s).is_dir() and (root / f"{s}annot").is_dir() for s in ("train", "val", "test")):
-            return sources.REGISTERED["camvid"](root, task, ignore_index=ignore_index or 255)
-        if sources._annotation_in(root) is not None:
-            return sources.open_source(root, task=task, label_map=lm, ignore_index=ignore_index or 255, **extra)
-    except DataError as exc:
+        source = open_source(path, task=task, label_map=label_map, ignore_index=255 if ignore_index is None else ignore_index,
+                             images_dir=images_dir, masks_dir=masks_dir, mask_suffix=mask_suffix,
+                             label_attribute=label_attribute, keep_unannotated=keep_unannotated, class_masks=class_masks)
+    except DataError as exc:  # nothing the sources can read there: their message, as `workshop train` gives it
         return _scan([], [], [], task or "binary", None, ignore_index, display_path(root), "not a data source",
                      [Problem(display_path(root), "error", str(exc).replace(f"{root}: ", ""))])
-    return None
+    if ignore_index is None:
+        source.ignore_index = None  # no ignore value allowed in the masks
+    return check_source(source, root=root if root.is_dir() else root.parent)
 
 
-def _under(root: Path, sub: str | os.PathLike) -> Path:
-    sub = Path(sub).expanduser()
-    return sub if sub.is_absolute() else root / sub
+def check_config(cfg) -> tuple[list[DataReport], LabelMap | None]:
+    """Scan the data a config trains, validates and tests on (``workshop train`` runs this first).
 
+    Returns:
+        (one report per source: training data, then ``data.val`` and ``data.test`` when given,
+        the training label map or None for binary tasks).
 
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return display_path(path.relative_to(root))
-    except ValueError:
-        return display_path(path)
+    Raises:
+        DataError: the data cannot be opened (a file that is no data source, a label map that
+            cannot be read).
+    """
+    d = cfg.data
+    source = source_from_config(cfg)
+    report = check_source(source, "all", root=Path(d.root).expanduser() if d.root else None)
+    if not report.ok:
+        return [report], None
+    label_map = source.label_map() if d.task != "binary" else None
+    reports = [report]
+    for key in ("val", "test"):
+        path = getattr(d, key, None)
+        if path:
+            reports.append(check_source(named_split_source(path, cfg, label_map), "all"))
+    return reports, label_map

@@ -1,9 +1,18 @@
-"""Dataset classes for the on-disk layouts learners meet.
+"""Dataset classes: the one notebook 03 teaches, and the ones training builds on it.
 
-* ``FolderDataset``: ``IMAGES/`` + ``MASKS/``, matched by file stem.
-* ``CSVDataset``: a CSV of image/mask path pairs.
+Every semantic data set here IS a :class:`SegmentationDataset` (the exercise of notebook 03): its
+``__getitem__`` reads one pair with ``load(index)`` and runs the transform on image and mask
+together. The subclasses only change ``load``:
+
+* ``SourceDataset``: the samples of any data source (``workshop.data.sources``): what
+  ``workshop train`` and ``make_datasets`` build;
+* ``PairDataset``: a list of (image path, mask path) pairs, with a task and a label map;
+* ``FolderDataset``: ``IMAGES/`` + ``MASKS/``, matched by file stem (the folder source's pairing rule);
+* ``CSVDataset``: a CSV of image/mask path pairs;
 * ``PolygonDataset``: a polygon JSON per image, rendered to a mask on the fly.
-* ``InstanceDataset``: instance-id masks (0 = background, 1..N = one id per object).
+
+``InstanceDataset`` reads instance-id masks (0 = background, 1..N = one id per object) into
+torchvision's detection targets.
 
 All semantic data sets return ``{"image": (H, W, 3) uint8, "mask": (H, W) int64}`` before the
 transform, and whatever the transform makes of them after it (see ``workshop.augment``).
@@ -13,17 +22,26 @@ Taught in: notebooks/03_dataset.ipynb
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from workshop.data.io import LabelMap, list_images, load_pair, read_image, read_mask
+from workshop.data.io import LabelMap, read_image, read_mask
+from workshop.data.sources.csv_pairs import CSVSource, read_pairs_csv
+from workshop.data.sources.folder import FolderSource, PairSource, match_by_stem
 from workshop.errors import DataError
+
+if TYPE_CHECKING:
+    from workshop.data.sources.base import Item, Sample, Source
+
+__all__ = [
+    "CSVDataset", "FolderDataset", "InstanceDataset", "PairDataset", "PolygonDataset", "SegmentationDataset",
+    "SourceDataset", "apply_transform", "match_by_stem", "read_pairs_csv",
+]
 
 Transform = Callable[..., dict[str, Any]]
 
@@ -47,62 +65,13 @@ def apply_transform(transform: Transform | None, image: np.ndarray, mask: np.nda
     return out
 
 
-class PairDataset(Dataset):
-    """Semantic segmentation over a list of (image path, mask path) pairs.
-
-    Args:
-        pairs: the file pairs.
-        task: ``"binary"`` or ``"multiclass"``.
-        transform: albumentations ``Compose`` (or any callable taking ``image=``, ``mask=``).
-        label_map: class names / ids / colours (multiclass and colour masks).
-        ignore_index: mask value excluded from loss and metrics.
-
-    Shape:
-        item["image"]: (H, W, 3) uint8 without a transform; (3, H, W) float32 after ``get_transforms``.
-        item["mask"]: (H, W) int64.
-    """
-
-    def __init__(
-        self,
-        pairs: Sequence[tuple[Path, Path]],
-        task: str = "binary",
-        transform: Transform | None = None,
-        label_map: LabelMap | None = None,
-        ignore_index: int | None = 255,
-    ) -> None:
-        if task not in ("binary", "multiclass"):
-            raise ValueError(f"unknown task {task!r}; choose one of: binary, multiclass")
-        self.pairs = [(Path(i), Path(m)) for i, m in pairs]
-        self.task = task
-        self.transform = transform
-        self.label_map = label_map
-        self.ignore_index = ignore_index
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The raw image and mask of item ``index`` (no transform)."""
-        image_path, mask_path = self.pairs[index]
-        return load_pair(image_path, mask_path, self.task, self.label_map, self.ignore_index)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        image, mask = self.load(index)
-        return apply_transform(self.transform, image, mask)
-
-    @property
-    def num_classes(self) -> int:
-        """Number of classes (2 for binary)."""
-        if self.task == "binary":
-            return 2
-        return len(self.label_map) if self.label_map is not None else 0
-
-
 class SegmentationDataset(Dataset):
     """The smallest useful segmentation ``Dataset``: two parallel lists of image and mask files.
 
-    Binary masks stored as 0/255 come back as class ids 0/1. ``PairDataset`` is the same idea
-    with more options (multiclass, colour masks, label maps).
+    Binary masks stored as 0/255 come back as class ids 0/1. Every data set the workshop trains on
+    is one of these: the subclasses (``SourceDataset``, ``PairDataset``, ``FolderDataset``,
+    ``CSVDataset``, ``PolygonDataset``) replace only ``load``, so ``__getitem__`` below is the code
+    that feeds training.
 
     Args:
         image_paths: image files (any format PIL reads).
@@ -140,50 +109,98 @@ class SegmentationDataset(Dataset):
         return len(self.image_paths)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        image = read_image(self.image_paths[index])  # (H, W, 3) uint8, RGB
-        mask = read_mask(self.mask_paths[index], task="binary")  # (H, W) int64, 0/255 -> 0/1
+        image, mask = self.load(index)
         return apply_transform(self.transform, image, mask)  # one call: image and mask move together
 
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The raw image and mask of pair ``index`` (the subclasses read other layouts here)."""
+        image = read_image(self.image_paths[index])  # (H, W, 3) uint8, RGB
+        mask = read_mask(self.mask_paths[index], task="binary")  # (H, W) int64, 0/255 -> 0/1
+        return image, mask
 
-def _require_folder(folder: Path, what: str) -> None:
-    if not folder.is_dir():
-        raise DataError(f"{what} folder not found: {folder}")
 
+class SourceDataset(SegmentationDataset):
+    """A :class:`SegmentationDataset` over the samples of any data source (what training builds).
 
-def match_by_stem(images_dir: str | os.PathLike, masks_dir: str | os.PathLike, mask_suffix: str = "") -> list[tuple[Path, Path]]:
-    """Pair image and mask files by file stem (``a.jpg`` <-> ``a.png``, or ``a_mask.png`` with ``mask_suffix="_mask"``).
+    Args:
+        source: the ``workshop.data.sources`` source that reads each item.
+        items: the items (e.g. ``source.items("val")``); default: all of them.
+        transform: albumentations-style callable taking ``image=`` and ``mask=``.
 
-    Raises:
-        DataError: a folder is missing or holds no images, or a file has no partner (the message
-            names up to five of them).
+    Shape:
+        item["image"]: (H, W, 3) uint8 without a transform; (3, S, S) float32 after ``get_transforms``.
+        item["mask"]: (H, W) int64 class ids (``ignore_index`` where unknown).
     """
-    images_dir, masks_dir = Path(images_dir), Path(masks_dir)
-    _require_folder(images_dir, "images")
-    _require_folder(masks_dir, "masks")
-    images = {p.stem: p for p in list_images(images_dir)}
-    if mask_suffix and images_dir.resolve() == masks_dir.resolve():  # one folder: a.png next to a_mask.png
-        images = {stem: p for stem, p in images.items() if not stem.endswith(mask_suffix)}
-    masks = {}
-    for p in list_images(masks_dir):
-        stem = p.stem[: -len(mask_suffix)] if mask_suffix and p.stem.endswith(mask_suffix) else p.stem
-        masks[stem] = p
-    if not images:
-        raise DataError(f"no images in {images_dir} (looked for .png, .jpg, .jpeg, .bmp, .tif, .webp)")
-    if not masks:
-        raise DataError(f"no masks in {masks_dir}")
-    lonely_images = sorted(set(images) - set(masks))
-    lonely_masks = sorted(set(masks) - set(images))
-    if lonely_images:
-        names = ", ".join(images[s].name for s in lonely_images[:5])
-        raise DataError(f"{len(lonely_images)} image(s) in {images_dir} have no mask in {masks_dir}: {names}")
-    if lonely_masks:
-        names = ", ".join(masks[s].name for s in lonely_masks[:5])
-        raise DataError(f"{len(lonely_masks)} mask(s) in {masks_dir} have no image in {images_dir}: {names}")
-    return [(images[s], masks[s]) for s in sorted(images)]
+
+    def __init__(self, source: Source, items: Sequence[Item] | None = None, transform: Transform | None = None) -> None:
+        self.source = source
+        self.items = list(source.items("all") if items is None else items)
+        # the attributes of SegmentationDataset; an annotation source's masks are drawn, not files (None)
+        self.image_paths = [i.image for i in self.items]
+        self.mask_paths = [i.mask for i in self.items]
+        self.transform = transform
+        self.task = "binary" if source.task == "binary" else "multiclass"
+        self.ignore_index = source.ignore_index
+
+    @property
+    def pairs(self) -> list[tuple[Path, Path | None]]:
+        """(image, mask file) per item (mask None for annotation sources)."""
+        return list(zip(self.image_paths, self.mask_paths))
+
+    @property
+    def label_map(self) -> LabelMap | None:
+        return self.source.label_map()
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (2 for binary)."""
+        return 2 if self.task == "binary" else len(self.source.class_names())
+
+    def sample(self, index: int) -> Sample:
+        """Item ``index`` as the source reads it (with its instances, where it has them)."""
+        return self.source.read(self.items[index])
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        s = self.sample(index)
+        return s.image, s.mask
 
 
-class FolderDataset(PairDataset):
-    """Images in one folder, masks in another, matched by file stem.
+class PairDataset(SourceDataset):
+    """Semantic segmentation over a list of (image path, mask path) pairs.
+
+    Args:
+        pairs: the file pairs.
+        task: ``"binary"`` or ``"multiclass"``.
+        transform: albumentations ``Compose`` (or any callable taking ``image=``, ``mask=``).
+        label_map: class names / ids / colours (multiclass and colour masks).
+        ignore_index: mask value excluded from loss and metrics.
+
+    Shape:
+        item["image"]: (H, W, 3) uint8 without a transform; (3, H, W) float32 after ``get_transforms``.
+        item["mask"]: (H, W) int64.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
+        task: str = "binary",
+        transform: Transform | None = None,
+        label_map: LabelMap | None = None,
+        ignore_index: int | None = 255,
+    ) -> None:
+        if task not in ("binary", "multiclass"):
+            raise ValueError(f"unknown task {task!r}; choose one of: binary, multiclass")
+        super().__init__(PairSource(pairs, task=task, label_map=label_map, ignore_index=ignore_index), transform=transform)
+
+
+class FolderDataset(SourceDataset):
+    """Images in one folder, masks in another, matched by file stem (the folder source's rule).
+
+    Args:
+        images_dir, masks_dir: the two folders.
+        mask_suffix: what mask names add to image names (``a.png`` <-> ``a_mask.png``: ``"_mask"``);
+            None: guessed from the names.
+        task, transform, label_map, ignore_index: as ``PairDataset``.
 
     Example:
         >>> ds = FolderDataset("data/images", "data/masks")  # doctest: +SKIP
@@ -191,54 +208,14 @@ class FolderDataset(PairDataset):
         (128, 128)
     """
 
-    def __init__(self, images_dir: str | os.PathLike, masks_dir: str | os.PathLike, mask_suffix: str = "", **kwargs: Any) -> None:
-        super().__init__(match_by_stem(images_dir, masks_dir, mask_suffix), **kwargs)
+    def __init__(self, images_dir: str | os.PathLike, masks_dir: str | os.PathLike, mask_suffix: str | None = None,
+                 task: str = "binary", transform: Transform | None = None, label_map: LabelMap | None = None,
+                 ignore_index: int | None = 255) -> None:
+        super().__init__(FolderSource(images_dir, masks_dir, mask_suffix, task=task, label_map=label_map,
+                                      ignore_index=ignore_index), transform=transform)
 
 
-def read_pairs_csv(
-    csv_file: str | os.PathLike,
-    root: str | os.PathLike | None = None,
-    image_column: str = "images",
-    mask_column: str = "masks",
-) -> list[tuple[Path, Path]]:
-    """Read image/mask pairs from a CSV; relative paths are resolved against ``root``.
-
-    ``root`` defaults to the CSV's folder. When a relative path does not exist there, its first
-    component is dropped and tried again (CSV files often carry the name of the folder they
-    were zipped in, e.g. ``Human-Segmentation-Dataset-master/Training_Images/1.jpg``).
-
-    Raises:
-        DataError: missing file or column (lists the columns found), or a path that exists nowhere.
-    """
-    csv_file = Path(csv_file)
-    if not csv_file.is_file():
-        raise DataError(f"CSV file not found: {csv_file}")
-    base = Path(root) if root is not None else csv_file.parent
-    with csv_file.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        columns = reader.fieldnames or []
-        for col in (image_column, mask_column):
-            if col not in columns:
-                raise DataError(f"{csv_file}: no column {col!r}; columns found: {', '.join(columns) or 'none'}")
-        rows = list(reader)
-    if not rows:
-        raise DataError(f"{csv_file}: the CSV lists no pairs")
-
-    def resolve(text: str, line: int) -> Path:
-        path = Path(text)
-        if path.is_absolute():
-            candidates = [path]
-        else:
-            candidates = [base / path] + ([base / Path(*path.parts[1:])] if len(path.parts) > 1 else [])
-        for candidate in candidates:
-            if candidate.is_file():
-                return candidate
-        raise DataError(f"{csv_file} line {line}: file not found: {candidates[0]}")
-
-    return [(resolve(r[image_column], n + 2), resolve(r[mask_column], n + 2)) for n, r in enumerate(rows)]
-
-
-class CSVDataset(PairDataset):
+class CSVDataset(SourceDataset):
     """Image/mask pairs listed in a CSV file (see ``read_pairs_csv``)."""
 
     def __init__(
@@ -247,12 +224,21 @@ class CSVDataset(PairDataset):
         root: str | os.PathLike | None = None,
         image_column: str = "images",
         mask_column: str = "masks",
-        **kwargs: Any,
+        task: str = "binary",
+        transform: Transform | None = None,
+        label_map: LabelMap | None = None,
+        ignore_index: int | None = 255,
     ) -> None:
-        super().__init__(read_pairs_csv(csv_file, root, image_column, mask_column), **kwargs)
+        super().__init__(CSVSource(csv_file, root, image_column, mask_column, task=task, label_map=label_map,
+                                   ignore_index=ignore_index), transform=transform)
 
 
-class PolygonDataset(Dataset):
+def _require_folder(folder: Path, what: str) -> None:
+    if not folder.is_dir():
+        raise DataError(f"{what} folder not found: {folder}")
+
+
+class PolygonDataset(SegmentationDataset):
     """Images with one polygon-label JSON each (``images/x.png`` + ``labels/x.json``), rendered to masks.
 
     Args:
@@ -294,7 +280,7 @@ class PolygonDataset(Dataset):
         self._load_labels = load_polygon_labels
 
     def __len__(self) -> int:
-        return len(self.label_files)
+        return len(self.label_files)  # each label file names its image
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         from workshop.data.polygons import render_semantic_mask
@@ -311,10 +297,6 @@ class PolygonDataset(Dataset):
         if self.task == "binary":
             mask = (mask == self.class_to_id[self.positive_class]).astype(np.int64)
         return image, mask
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        image, mask = self.load(index)
-        return apply_transform(self.transform, image, mask)
 
 
 class InstanceDataset(Dataset):

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from workshop.config import Config
 from workshop.data.io import LabelMap
-from workshop.data.sources.base import SourceDataset
+from workshop.data.datasets import SourceDataset
 from workshop.data.splits import split_indices  # noqa: F401  (re-exported: notebooks and benchmarks import it here)
 
 

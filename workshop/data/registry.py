@@ -37,13 +37,13 @@ from typing import Any, Callable
 import numpy as np
 
 from workshop.data import local
-from workshop.data.datasets import InstanceDataset
+from workshop.data.datasets import InstanceDataset, SourceDataset
 from workshop.data.entries import MARKER, Archive, DatasetEntry
 from workshop.data.io import LabelMap
 from workshop.data.sources import REGISTRY, get_entry, registered_source
 from workshop.data.sources import camvid as _camvid
 from workshop.data.sources import pets as _pets
-from workshop.data.sources.base import SourceDataset, lut_from, remap_mask
+from workshop.data.sources.base import lut_from, remap_mask
 from workshop.data.sources.camvid import CLASSES as CAMVID_CLASSES  # noqa: F401
 from workshop.data.sources.camvid import COLORS as CAMVID_COLORS  # noqa: F401
 from workshop.data.sources.camvid import SEGNET_COMMIT  # noqa: F401

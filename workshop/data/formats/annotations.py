@@ -22,13 +22,12 @@ Not taught in a notebook yet: the annotation-file data sources and ``workshop da
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
-
-from workshop.data.formats.common import ImageInfo, image_info, is_junk, load_json, orient_points, resolve_image
+from workshop.data.formats import coco, cvat, labelme, via
+from workshop.data.formats.common import AnnotatedImage, AnnotatedObject, AnnotationSet, is_junk, load_json
+from workshop.data.io import IMAGE_EXTENSIONS
 from workshop.errors import DataError
 
 __all__ = [
@@ -47,90 +46,6 @@ FORMATS = {
     "labelme": "LabelMe JSON, one file per image",
     "cvat": "CVAT for images 1.1 XML",
 }
-
-Kind = Literal["polygon", "rle", "box"]
-
-
-@dataclass
-class AnnotatedObject:
-    """One labelled region of an image.
-
-    Attributes:
-        label: class name as the tool wrote it.
-        kind: ``"polygon"`` (``polygons`` is set), ``"rle"`` (``rle`` is set) or ``"box"`` (``box`` is set).
-        polygons: one or more rings, each an array of ``x, y`` vertices; COCO objects may have several.
-        rle: a COCO run-length encoding ``{"size": [h, w], "counts": ...}`` (compressed or not).
-        box: ``(x0, y0, x1, y1)``, filled when rasterised.
-        iscrowd: a COCO crowd region: ignored in semantic masks (see :mod:`.rasterize`).
-        z_order: drawing order; a higher ``z_order`` is drawn on top (CVAT), ties keep file order.
-        occluded: the tool's "occluded" flag (CVAT), kept for the user; it does not change masks.
-        shape: the tool's own shape name (``"ellipse"``, ``"rect"``, ``"circle"``...), for reports.
-        attributes: the tool's other attributes of the region (VIA region attributes, CVAT attributes).
-
-    Shape:
-        polygons[i]: (P, 2) float64, columns x, y.
-    """
-
-    label: str
-    kind: Kind
-    polygons: list[np.ndarray] = field(default_factory=list)
-    rle: dict | None = None
-    box: tuple[float, float, float, float] | None = None
-    iscrowd: bool = False
-    z_order: int = 0
-    occluded: bool = False
-    shape: str = ""
-    attributes: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class AnnotatedImage:
-    """One image and its objects.
-
-    Attributes:
-        file: the image file, resolved to an absolute path that exists.
-        width: upright (EXIF-corrected) width in pixels; None only when it could not be read.
-        height: upright height in pixels.
-        objects: labelled regions, in file order.
-        annotated: False when the tool listed the image without any region (kept as all background).
-        name: the image name as the annotation file wrote it.
-        source: the annotation file this image came from.
-    """
-
-    file: Path
-    width: int | None
-    height: int | None
-    objects: list[AnnotatedObject]
-    annotated: bool = True
-    name: str = ""
-    source: Path | None = None
-
-
-@dataclass
-class AnnotationSet:
-    """Everything read from one annotation file (or one folder of LabelMe files).
-
-    Attributes:
-        format: ``"coco"``, ``"via"``, ``"labelme"`` or ``"cvat"``.
-        images: the usable images, in file order.
-        labels: class names in the order the file defines (or first uses) them.
-        problems: one line per thing skipped or fixed, each naming the file; empty when all is well.
-        path: the file or folder that was read.
-        listed: every image name the file lists, kept or not (used to report image files it does not list).
-    """
-
-    format: str
-    images: list[AnnotatedImage]
-    labels: list[str]
-    problems: list[str] = field(default_factory=list)
-    path: Path | None = None
-    listed: list[str] = field(default_factory=list)
-
-    @property
-    def num_objects(self) -> int:
-        """Number of objects over all images."""
-        return sum(len(img.objects) for img in self.images)
-
 
 # ----------------------------------------------------------------------------- detection
 
@@ -256,8 +171,6 @@ def _read_file(path, folders, label_attribute, keep_unannotated, extract_dir, de
     if _looks_like_xml(path):
         if _detect_xml(path) != "cvat":
             raise DataError(f"{path}: an XML file but not CVAT for images 1.1 (the root element must be <annotations>)")
-        from workshop.data.formats import cvat
-
         result = cvat.read(path, folders=folders, keep_unannotated=keep_unannotated)
     else:
         data = load_json(path)
@@ -268,17 +181,11 @@ def _read_file(path, folders, label_attribute, keep_unannotated, extract_dir, de
 def _read_json(path, data, folders, label_attribute, keep_unannotated, extract_dir, default_label) -> AnnotationSet:
     fmt = _detect_json(data)
     if fmt == "coco":
-        from workshop.data.formats import coco
-
         return coco.read(path, data, folders=folders, keep_unannotated=keep_unannotated)
     if fmt == "via":
-        from workshop.data.formats import via
-
         return via.read(path, data, folders=folders, label_attribute=label_attribute,
                         keep_unannotated=keep_unannotated, default_label=default_label)
     if fmt == "labelme":
-        from workshop.data.formats import labelme
-
         return labelme.read_files([(path, data)], folders=folders, keep_unannotated=keep_unannotated, extract_dir=extract_dir)
     if _is_via3(data):
         raise DataError(
@@ -342,8 +249,6 @@ def _read_folder(folder, folders, label_attribute, keep_unannotated, extract_dir
             + (f"; {len(problems)} file(s) skipped: {problems[0]}" if problems else "")
         )
     if formats == ["labelme"]:
-        from workshop.data.formats import labelme
-
         result = labelme.read_files(
             [(f, d) for f, _, d in found], folders=folders, keep_unannotated=keep_unannotated,
             extract_dir=extract_dir, folder=folder,
@@ -351,8 +256,6 @@ def _read_folder(folder, folders, label_attribute, keep_unannotated, extract_dir
     elif len(found) == 1:
         file, fmt, data = found[0]
         if fmt == "cvat":
-            from workshop.data.formats import cvat
-
             result = cvat.read(file, folders=_image_folders(file, None if folders[0] == folder else folders[0]),
                                keep_unannotated=keep_unannotated)
         else:
@@ -394,8 +297,6 @@ def _finish(result: AnnotationSet, path: Path) -> AnnotationSet:
 
 def _report_unlisted(result: AnnotationSet, path: Path) -> None:
     """One problem line per image folder holding images the annotation file does not name."""
-    from workshop.data.io import IMAGE_EXTENSIONS
-
     listed = {img.file for img in result.images}
     names = {Path(n.replace("\\", "/")).name for n in result.listed}
     for folder in sorted({img.file.parent for img in result.images}):
@@ -405,79 +306,3 @@ def _report_unlisted(result: AnnotationSet, path: Path) -> None:
             shown = ", ".join(unlisted[:8]) + (f", ... ({len(unlisted) - 8} more)" if len(unlisted) > 8 else "")
             result.problems.append(f"{path}: {len(unlisted)} image file(s) in {folder} are not in the annotation "
                                    f"file: {shown}; not used")
-
-
-# ----------------------------------------------------------------------------- used by the readers
-
-
-def place_image(
-    name: str,
-    *,
-    folders: list[Path],
-    declared: tuple[int | None, int | None],
-    objects: list[AnnotatedObject],
-    annotated: bool,
-    source: Path,
-    problems: list[str],
-) -> AnnotatedImage | None:
-    """Find the image a file names, check its size, and turn the geometry upright if needed.
-
-    Returns None (with a problem line) when the image is missing, unreadable, or of another size
-    than the annotation file says.
-    """
-    file = resolve_image(name, folders)
-    count = f"its {len(objects)} object(s) are skipped" if objects else "skipped"
-    if file is None:
-        where = ", ".join(str(f) for f in folders[:3])
-        problems.append(f"{source}: image {name!r} not found (looked in {where}); {count}")
-        return None
-    try:
-        info = image_info(file)
-    except DataError as err:
-        problems.append(f"{source}: {err}; {count}")
-        return None
-    width, height = info.upright_size
-    dw, dh = declared
-    if any(v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or v != int(v) or v <= 0)
-           for v in declared):
-        problems.append(f"{source}: {name} has width/height {dw!r} x {dh!r}, not positive integers; {count}")
-        return None
-    if dw is not None and dh is not None and (int(dw), int(dh)) != (width, height):
-        if (int(dw), int(dh)) == info.stored_size and info.orientation != 1:
-            objects = [_orient_object(obj, info) for obj in objects]
-            problems.append(
-                f"{source}: {name} was annotated on the stored (sideways) pixels {dw}x{dh}; its EXIF "
-                f"orientation {info.orientation} is applied to the annotations too ({width}x{height} upright)"
-            )
-        else:
-            problems.append(
-                f"{source}: {name} is {width}x{height} pixels (upright) but the annotation file says {dw}x{dh}; "
-                f"{count} (was the image resized or replaced after labelling?)"
-            )
-            return None
-    return AnnotatedImage(file=file, width=width, height=height, objects=objects, annotated=annotated,
-                          name=name, source=source)
-
-
-_TRANSPOSE = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}  # EXIF orientation -> PIL.Image.Transpose value
-
-
-def _orient_object(obj: AnnotatedObject, info: ImageInfo) -> AnnotatedObject:
-    from dataclasses import replace
-
-    if obj.kind == "polygon":
-        return replace(obj, polygons=[orient_points(p, info.orientation, info.stored_size) for p in obj.polygons])
-    if obj.kind == "box" and obj.box is not None:
-        x0, y0, x1, y1 = obj.box
-        corners = orient_points(np.array([[x0, y0], [x1, y1]], dtype=np.float64), info.orientation, info.stored_size)
-        lo, hi = corners.min(axis=0), corners.max(axis=0)
-        return replace(obj, box=(float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])))
-    from PIL import Image
-    from pycocotools import mask as mask_util
-
-    from workshop.data.formats.rasterize import decode_rle
-
-    stored = decode_rle(obj.rle or {}, info.stored_size[1], info.stored_size[0])
-    turned = np.asarray(Image.fromarray(stored.astype(np.uint8)).transpose(Image.Transpose(_TRANSPOSE[info.orientation])))
-    rle = mask_util.encode(np.asfortranarray(turned))
-    return replace(obj, rle={"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")})

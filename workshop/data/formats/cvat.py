@@ -32,8 +32,7 @@ from pathlib import Path
 import numpy as np
 from pycocotools import mask as mask_util
 
-from workshop.data.formats.annotations import AnnotatedImage, AnnotatedObject, AnnotationSet, place_image
-from workshop.data.formats.common import report_unannotated
+from workshop.data.formats.common import AnnotatedImage, AnnotatedObject, AnnotationSet, place_image, report_unannotated
 from workshop.data.formats.via import ellipse_polygon
 from workshop.errors import DataError
 

@@ -32,8 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from workshop.data.formats.annotations import AnnotatedImage, AnnotatedObject, AnnotationSet, place_image
-from workshop.data.formats.common import is_junk, report_unannotated, resolve_image
+from workshop.data.formats.common import AnnotatedImage, AnnotatedObject, AnnotationSet, place_image, is_junk, report_unannotated, resolve_image
 from workshop.data.formats.via import ellipse_polygon
 from workshop.data.io import IMAGE_EXTENSIONS
 from workshop.errors import DataError

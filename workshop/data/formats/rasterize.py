@@ -27,46 +27,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from pycocotools import mask as mask_util
 
-from workshop.data.formats.annotations import AnnotatedObject
+from workshop.data.formats.common import AnnotatedObject, check_size, decode_rle
 from workshop.errors import DataError
 
 __all__ = ["decode_rle", "instance_masks", "object_mask", "semantic_mask"]
-
-
-def _check_size(height: int, width: int) -> tuple[int, int]:
-    if int(height) <= 0 or int(width) <= 0:
-        raise ValueError(f"height and width must be positive, got height={height}, width={width}")
-    return int(height), int(width)
-
-
-def decode_rle(rle: Mapping, height: int, width: int) -> np.ndarray:
-    """Decode a COCO RLE (uncompressed ``counts`` list or compressed string) into a boolean mask.
-
-    Raises:
-        DataError: the RLE's ``size`` is not ``[height, width]`` or its counts are malformed.
-
-    Shape:
-        Output: (H, W) bool.
-    """
-    height, width = _check_size(height, width)
-    size = list(rle.get("size", []))
-    if size != [height, width]:
-        raise DataError(f"an RLE mask has size {size} but the image is [height, width] = [{height}, {width}]")
-    counts = rle.get("counts")
-    try:
-        if isinstance(counts, list):
-            encoded = mask_util.frPyObjects({"size": size, "counts": counts}, height, width)
-            if sum(counts) != height * width:
-                raise DataError(f"uncompressed RLE counts sum to {sum(counts)}, not height*width = {height * width}")
-        elif isinstance(counts, (str, bytes)):
-            encoded = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-        else:
-            raise DataError(f"RLE 'counts' must be a list of ints or a string, found {type(counts).__name__}")
-        return mask_util.decode(encoded).astype(bool)
-    except DataError:
-        raise
-    except Exception as exc:  # pycocotools raises bare Exceptions / TypeErrors on malformed input
-        raise DataError(f"a malformed RLE mask (size {size}): {exc}") from None
 
 
 def object_mask(obj: AnnotatedObject, height: int, width: int) -> np.ndarray:
@@ -80,7 +44,7 @@ def object_mask(obj: AnnotatedObject, height: int, width: int) -> np.ndarray:
         >>> int(object_mask(sq, 5, 6).sum())  # 3 x 2 pixels
         6
     """
-    height, width = _check_size(height, width)
+    height, width = check_size(height, width)
     if obj.kind == "rle":
         return decode_rle(obj.rle or {}, height, width)
     if obj.kind == "box":
@@ -143,7 +107,7 @@ def semantic_mask(
                [0, 2, 0, 0],
                [0, 0, 0, 0]])
     """
-    height, width = _check_size(height, width)
+    height, width = check_size(height, width)
     ids = _ids(objects, labels_to_ids)
     mask = np.zeros((height, width), dtype=np.int64)
     order = sorted(range(len(objects)), key=lambda i: objects[i].z_order)  # stable: ties keep list order
@@ -180,7 +144,7 @@ def instance_masks(
     Shape:
         Output: (K, H, W) bool, (K,) int64, (K,) bool; K = len(objects).
     """
-    height, width = _check_size(height, width)
+    height, width = check_size(height, width)
     ids = _ids(objects, labels_to_ids)
     masks = np.zeros((len(objects), height, width), dtype=bool)
     for k, obj in enumerate(objects):

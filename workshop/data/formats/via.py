@@ -32,8 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from workshop.data.formats.annotations import AnnotatedImage, AnnotatedObject, AnnotationSet, place_image
-from workshop.data.formats.common import report_unannotated
+from workshop.data.formats.common import AnnotatedImage, AnnotatedObject, AnnotationSet, place_image, report_unannotated
 from workshop.errors import DataError
 
 __all__ = ["DEFAULT_LABEL", "ellipse_polygon", "read"]

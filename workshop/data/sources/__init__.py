@@ -5,6 +5,7 @@
 ==================  ======================================  ==============================================
 ``embedded``        ``embedded``                            (not used: generated here)
 ``folder``          ``folder`` (+ ``palette`` for masks)     folder with ``data.images_dir`` + ``data.masks_dir``
+                                                            (default ``images/`` + ``masks/``)
 ``csv``             ``csv_pairs``                           folder with ``data.csv_file`` (``train.csv``)
 ``annotations``     ``annotations`` (+ ``workshop.data.     COCO / VIA / CVAT file, or LabelMe folder
                     formats``)
@@ -38,21 +39,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 from workshop.data.entries import DatasetEntry
-from workshop.data.io import LabelMap, list_images
+from workshop.data.io import LabelMap
 from workshop.data.local import has_layout
 from workshop.data.sources import camvid, human_seg, pennfudan, pets
 from workshop.data.sources.annotations import AnnotationSource
-from workshop.data.sources.base import CheckSpec, Instances, Item, Sample, Source, SourceDataset
+from workshop.data.sources.base import CheckSpec, Instances, Item, Problem, Sample, Source
 from workshop.data.sources.csv_pairs import CSVSource, ListSource
 from workshop.data.sources.embedded import EmbeddedSource
-from workshop.data.sources.folder import FolderSource
+from workshop.data.sources.folder import FolderSource, default_masks_dir
 from workshop.data.sources.registered import RegisteredSource
 from workshop.data.splits import split_indices
 from workshop.errors import ConfigError, DataError
 
 __all__ = [
     "REGISTERED", "REGISTRY", "AnnotationSource", "CSVSource", "CheckSpec", "EmbeddedSource", "FolderSource",
-    "Instances", "Item", "ListSource", "RegisteredSource", "Sample", "Source", "SourceDataset", "Splits",
+    "Instances", "Item", "ListSource", "Problem", "RegisteredSource", "Sample", "Source", "Splits",
     "config_splits", "get_entry", "open_source", "registered_source", "source_from_config",
 ]
 
@@ -95,8 +96,16 @@ def _root(cfg) -> Path:
 
 
 def _under(root: Path, sub: str | os.PathLike) -> Path:
+    """``sub`` under ``root``, unless it is absolute, or already names a folder under ``root`` from
+    here (``root: project`` + ``images_dir: project/photos`` is ``project/photos``, never
+    ``project/project/photos``)."""
     sub = Path(sub).expanduser()
-    return sub if sub.is_absolute() else root / sub
+    if sub.is_absolute():
+        return sub
+    joined = root / sub
+    if not joined.exists() and sub.exists() and sub.parts[: len(root.parts)] == root.parts and root.parts:
+        return sub
+    return joined
 
 
 def _embedded(cfg) -> Source:
@@ -106,8 +115,10 @@ def _embedded(cfg) -> Source:
 
 def _folder(cfg) -> Source:
     d, root = cfg.data, _root(cfg)
-    return FolderSource(_under(root, d.images_dir), _under(root, d.masks_dir), task=d.task, label_map=d.label_map,
-                        ignore_index=d.ignore_index)
+    images = _under(root, d.images_dir or "images")
+    masks = _under(root, d.masks_dir) if d.masks_dir else None  # None: masks/ beside the images (or masks/<task>/)
+    return FolderSource(images, masks, task=d.task, label_map=d.label_map, ignore_index=d.ignore_index,
+                        class_masks=d.class_masks, root=root)
 
 
 def _csv(cfg) -> Source:
@@ -154,12 +165,19 @@ ANNOTATION_SUFFIXES = (".json", ".xml")
 
 
 def _detect(path: Path) -> str | None:
-    try:
-        from workshop.data.formats import detect_format
-    except ImportError:
-        raise DataError(f"{path}: reading annotation files (COCO, VIA, LabelMe, CVAT) needs workshop.data.formats, "
-                        "which this installation lacks") from None
-    return detect_format(path)
+    """The annotation format of a file (or LabelMe folder), None for none of them.
+
+    Raises:
+        DataError: a JSON file that cannot be read at all (empty, cut short, not text): the
+            reader's own message, the one ``workshop train`` gives for the same file.
+    """
+    from workshop.data.formats import detect_format
+    from workshop.data.formats.common import load_json
+
+    found = detect_format(path)
+    if found is None and path.is_file() and path.suffix.lower() == ".json":
+        load_json(path)  # raises "not valid JSON (...); is the export complete?" and the like
+    return found
 
 
 def open_source(
@@ -169,9 +187,10 @@ def open_source(
     ignore_index: int = 255,
     images_dir: str | os.PathLike | None = None,
     masks_dir: str | os.PathLike | None = None,
-    mask_suffix: str = "",
+    mask_suffix: str | None = None,
     label_attribute: str | None = None,
     keep_unannotated: bool = False,
+    class_masks: bool = False,
 ) -> Source:
     """The source a path holds, its format detected (or a registered data set by name).
 
@@ -184,6 +203,9 @@ def open_source(
     Args:
         task: ``binary`` / ``multiclass`` (default: the registered set's task, multiclass when a
             label map is given or a ``labelmap.json`` lies beside the data, else binary).
+        images_dir, masks_dir: folders under ``path`` (or absolute); a folder source.
+        mask_suffix: what mask names add to image names; None: guessed (the one pairing rule).
+        class_masks: the masks folder holds one folder of binary masks per class.
 
     Raises:
         DataError: nothing there, or nothing the workshop can read (the message says what was
@@ -194,7 +216,7 @@ def open_source(
         return registered_source(text, None, task, ignore_index=ignore_index)
     p = Path(text).expanduser()
     if not p.exists():
-        raise DataError(f"data not found: {p} (give a data folder, a CSV of pairs, a list file, an annotation file, "
+        raise DataError(f"{p}: path not found (give a data folder, a CSV of pairs, a list file, an annotation file, "
                         f"or a registered data set: {', '.join(REGISTERED)})")
     common = dict(label_map=label_map, ignore_index=ignore_index)
     if p.is_file():
@@ -213,11 +235,8 @@ def open_source(
                                     keep_unannotated=keep_unannotated, **common)
         raise DataError(f"{p}: a {suffix or 'suffix-less'} file is not a data source; give a folder, a .csv of "
                         "pairs, a .txt list of 'image mask' lines, or an annotation file (.json / .xml)")
-    if images_dir is not None or masks_dir is not None:
-        masks = _under(p, masks_dir or "masks")
-        guess = task or _guess_task(masks, p, label_map)
-        return FolderSource(_under(p, images_dir or "images"), masks, mask_suffix, task=guess,
-                            label_map=label_map if label_map is not None or guess == "binary" else _beside(p), ignore_index=ignore_index)
+    if images_dir is not None or masks_dir is not None or class_masks:
+        return _folder_at(p, images_dir, masks_dir, mask_suffix, task, label_map, ignore_index, class_masks)
     for name, cls in REGISTERED.items():
         if has_layout(cls.entry, p):
             return cls(p, task, ignore_index=ignore_index)
@@ -227,21 +246,23 @@ def open_source(
     if annotation is not None:
         return AnnotationSource(annotation, task=task or "binary", label_attribute=label_attribute,
                                 keep_unannotated=keep_unannotated, **common)
-    masks = p / "masks"
-    if (p / "images").is_dir() and masks.is_dir():
-        if not list_images(masks):
-            sub = task or ("multiclass" if not (masks / "binary").is_dir() and (masks / "multiclass").is_dir() else "binary")
-            masks = masks / sub if (masks / sub).is_dir() else masks
-        guess = task or _guess_task(masks, p, label_map)
-        return FolderSource(p / "images", masks, mask_suffix, task=guess,
-                            label_map=label_map if label_map is not None or guess == "binary" else _beside(p), ignore_index=ignore_index)
+    if (p / "images").is_dir():
+        return _folder_at(p, None, None, mask_suffix, task, label_map, ignore_index, False)
     csvs = sorted(p.glob("*.csv"))
     if len(csvs) == 1 or (p / "train.csv").is_file():
-        csv_file = p / "train.csv" if (p / "train.csv").is_file() else csvs[0]
-        guess = task or ("multiclass" if label_map is not None else "binary")
-        return CSVSource(csv_file, task=guess, **common)
-    raise DataError(f"{p}: no data layout found; expected images/ + masks/, a CSV of pairs (columns images,masks), "
-                    "an annotation file (COCO, VIA, LabelMe, CVAT), or --images-dir and --masks-dir")
+        return open_source(p / "train.csv" if (p / "train.csv").is_file() else csvs[0], task, **common)
+    raise DataError(f"{p}: no data layout found (no images/ folder and no CSV here); expected images/ + masks/, "
+                    "a CSV of pairs (columns images,masks), an annotation file (COCO, VIA, LabelMe, CVAT), or "
+                    "--images-dir and --masks-dir")
+
+
+def _folder_at(p: Path, images_dir, masks_dir, mask_suffix, task, label_map, ignore_index, class_masks) -> FolderSource:
+    images = _under(p, images_dir or "images")
+    masks = _under(p, masks_dir) if masks_dir is not None else default_masks_dir(images.parent, task)
+    guess = task or ("multiclass" if class_masks else _guess_task(masks, p, label_map))
+    lm = label_map if label_map is not None or guess == "binary" else _beside(p)
+    return FolderSource(images, masks, mask_suffix, task=guess, label_map=lm, ignore_index=ignore_index,
+                        class_masks=class_masks, root=p)
 
 
 def _beside(folder: Path) -> Path | None:
@@ -266,11 +287,19 @@ def _annotation_in(folder: Path) -> Path | None:
         return None
     if not candidates:
         return None
-    found = [f for f in candidates if _detect(f) in ("coco", "via", "cvat")]
+    found, unreadable = [], []
+    for f in candidates:
+        try:
+            if _detect(f) in ("coco", "via", "cvat"):
+                found.append(f)
+        except DataError as exc:
+            unreadable.append(exc)
     if len(found) == 1:
         return found[0]
     if _detect(folder) is not None:
         return folder  # LabelMe: one JSON per image
+    if unreadable and len(candidates) == 1:
+        raise unreadable[0]  # the folder's one annotation file is cut short: say so, as training would
     return None
 
 

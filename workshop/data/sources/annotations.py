@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from workshop.data.io import LabelMap, default_palette, read_image, LabelClass
-from workshop.data.sources.base import CheckSpec, Instances, Item, Sample, Source
+from workshop.data.sources.base import CheckSpec, Instances, Item, Problem, Sample, Source, display_path
 from workshop.errors import DataError
 
 FORMAT_NAMES = {"coco": "COCO instances JSON", "via": "VIA (VGG Image Annotator) JSON",
@@ -104,14 +104,13 @@ class AnnotationSource(Source):
 
     def check_spec(self, split: str = "all") -> CheckSpec:
         items = self.items(split)
-        problems = [(str(self.path), "warning", p) for p in self.annotations.problems]
+        problems = [Problem(display_path(self.path), "warning", p) for p in self.annotations.problems]
         skipped = self.skipped()
         if skipped:
             names = ", ".join(p.name for p in skipped[:5])
-            problems.append((str(self.path), "warning",
+            problems.append(Problem(display_path(self.path), "warning",
                              f"{len(skipped)} image(s) listed without annotations are left out ({names}"
                              f"{', ...' if len(skipped) > 5 else ''}); if they are truly empty, keep them with "
                              "data.keep_unannotated=true (--keep-unannotated)"))
         return CheckSpec(images=[i.image for i in items], task="binary" if self.task == "binary" else "multiclass",
-                         label_map=self.label_map(), ignore_index=self.ignore_index, problems=problems,
-                         layout=self.format)
+                         label_map=self.label_map(), ignore_index=self.ignore_index, problems=problems)

@@ -7,14 +7,16 @@ file (COCO, VIA, LabelMe, CVAT), a registered data set. Every source:
 * gives its label map (:meth:`Source.label_map`; None for a binary task),
 * reads one sample (:meth:`Source.read` -> :class:`Sample`: image, semantic mask, instances when it
   has them),
-* tells ``data check`` what to verify (:meth:`Source.check_spec`), and names its format (``format``).
+* tells ``data check`` what to verify (:meth:`Source.check_spec`: the files to scan and the
+  problems it met while listing them, e.g. an image without a mask), and names its format (``format``).
 
 Stage of the data path::
 
     Source.items(split) -> [Item]  --Source.read-->  Sample(image (H, W, 3) uint8, mask (H, W) int64)
-      -> SourceDataset.__getitem__ -> transform -> {"image", "mask"}
+      -> SourceDataset (a SegmentationDataset, workshop.data.datasets) -> transform -> {"image", "mask"}
 
-Adding a format is one module with one ``Source`` subclass, plus its tests.
+``workshop data check`` and ``workshop train`` reach data only through a source, so both give one
+answer. Adding a format is one module with one ``Source`` subclass, plus its tests.
 
 Taught in: notebooks/03_dataset.ipynb
 """
@@ -25,17 +27,39 @@ import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from workshop.data.io import LabelMap
 from workshop.errors import DataError
 
-Transform = Callable[..., dict[str, Any]]
+__all__ = ["DATASET", "CheckSpec", "Instances", "Item", "Problem", "Sample", "Source", "display_path", "lut_from",
+           "remap_mask"]
 
-__all__ = ["CheckSpec", "Instances", "Item", "Sample", "Source", "SourceDataset", "lut_from", "remap_mask"]
+DATASET = "(data set)"  # the "path" of problems about the whole data set
+
+
+def display_path(path: str | os.PathLike | bytes) -> str:
+    """A printable form of a file name, also for names that are not valid UTF-8.
+
+    ``os.fsdecode`` turns undecodable bytes into surrogates that cannot be printed; they are shown
+    as ``\\xNN`` escapes instead, so ``b"img_\\xff.png"`` reads ``img_\\xff.png``.
+    """
+    text = os.fsdecode(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
+class Problem(NamedTuple):
+    """One finding: the file (or ``DATASET``), ``"error"`` or ``"warning"``, and what to do."""
+
+    path: str
+    severity: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -97,16 +121,20 @@ class CheckSpec:
         task: how the raw mask files are read: ``binary`` or ``multiclass``.
         label_map: the valid raw values (and colours); None: any id.
         ignore_index: the raw value allowed besides the label map's ids.
-        problems: findings the source made itself while listing (``(path, severity, message)``).
-        layout: how the samples were found, in words (shown in the report's header).
+        masks: mask files without a partner (listed so that each one is read and reported).
+        problems: findings the source made while listing (an image without a mask, a file a CSV
+            names that is not there), as :class:`Problem`; the files still listed are scanned too.
+        layout: how the samples were found, in words (the report's header): ``format: ...`` or the
+            folders / CSV file; empty: ``format:`` and the source's ``format``.
     """
 
     pairs: list[tuple[Path, Path]] = field(default_factory=list)
     images: list[Path] = field(default_factory=list)
+    masks: list[Path] = field(default_factory=list)
     task: str = "binary"
     label_map: LabelMap | None = None
     ignore_index: int | None = 255
-    problems: list[tuple[str, str, str]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     layout: str = ""
 
 
@@ -149,17 +177,17 @@ class Source(ABC):
         return lm.names if lm is not None else []
 
     def check_spec(self, split: str = "all") -> CheckSpec:
-        """What ``data check`` scans; default: the items' image/mask files as the source reads them."""
+        """What ``data check`` scans; default: the items' image/mask files as the source reads them.
+
+        Raises:
+            DataError: the samples cannot be listed at all (sources that can list what they found
+                and report the rest, as the folder and CSV sources do, override this).
+        """
         items = self.items(split)
         pairs = [(i.image, i.mask) for i in items if i.mask is not None]
         images = [i.image for i in items if i.mask is None]
         return CheckSpec(pairs=pairs, images=images, task="multiclass" if self.task != "binary" else "binary",
-                         label_map=self.label_map(), ignore_index=self.ignore_index, layout=self.format)
-
-    def listing_report(self):
-        """When :meth:`items` fails (unpaired or missing files), a ``DataReport`` listing every such
-        problem, or None where the source has no file-by-file scan (the error itself is then shown)."""
-        return None
+                         label_map=self.label_map(), ignore_index=self.ignore_index, layout=f"format: {self.format}")
 
     def official_split(self) -> bool:
         """True when ``train`` and ``val`` are the publisher's lists (``data.val_fraction`` is not used)."""
@@ -169,63 +197,8 @@ class Source(ABC):
         if split not in self.splits:
             raise ValueError(f"{self.format} has no split {split!r}; choose one of: {', '.join(self.splits)}")
 
-    def dataset(self, split: str = "all", transform: Transform | None = None, items: Sequence[Item] | None = None) -> "SourceDataset":
-        """A ``Dataset`` over ``split`` (or over the given ``items``)."""
-        return SourceDataset(self, self.items(split) if items is None else items, transform)
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.format}, task={self.task!r})"
-
-
-class SourceDataset(Dataset):
-    """Semantic segmentation over the items of any :class:`Source`.
-
-    Args:
-        source: the source that reads each item.
-        items: the items (e.g. ``source.items("val")``).
-        transform: albumentations-style callable taking ``image=`` and ``mask=``.
-
-    Shape:
-        item["image"]: (H, W, 3) uint8 without a transform; (3, S, S) float32 after ``get_transforms``.
-        item["mask"]: (H, W) int64.
-    """
-
-    def __init__(self, source: Source, items: Sequence[Item], transform: Transform | None = None) -> None:
-        self.source = source
-        self.items = list(items)
-        self.transform = transform
-        self.task = "binary" if source.task == "binary" else "multiclass"
-        self.ignore_index = source.ignore_index
-
-    @property
-    def pairs(self) -> list[tuple[Path, Path | None]]:
-        """(image, mask file) per item, as ``PairDataset.pairs`` (mask None for annotation sources)."""
-        return [(i.image, i.mask) for i in self.items]
-
-    @property
-    def label_map(self) -> LabelMap | None:
-        return self.source.label_map()
-
-    @property
-    def num_classes(self) -> int:
-        return 2 if self.task == "binary" else len(self.source.class_names())
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def sample(self, index: int) -> Sample:
-        return self.source.read(self.items[index])
-
-    def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The raw image and mask of item ``index`` (no transform)."""
-        s = self.sample(index)
-        return s.image, s.mask
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        from workshop.data.datasets import apply_transform
-
-        image, mask = self.load(index)
-        return apply_transform(self.transform, image, mask)
 
 
 def lut_from(mapping: dict[int, int]) -> np.ndarray:

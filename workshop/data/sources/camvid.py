@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workshop.data.datasets import match_by_stem
+from workshop.data.sources.folder import match_by_stem
 from workshop.data.entries import Archive, DatasetEntry
 from workshop.data.io import LabelClass, LabelMap, read_image, read_mask, resize_mask_nearest
 from workshop.data.sources.base import CheckSpec, Item, Sample, lut_from, read_list, remap_mask
@@ -173,4 +173,4 @@ class CamVidSource(RegisteredSource):
     def check_spec(self, split: str = "all") -> CheckSpec:
         items = self.items(split)
         return CheckSpec(pairs=[(i.image, i.mask) for i in items], task="multiclass", label_map=raw_label_map(),
-                         ignore_index=None, layout=f"{self.format}, split {split}")
+                         ignore_index=None, layout=f"format: {self.format}, split {split}")

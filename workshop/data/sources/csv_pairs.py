@@ -1,24 +1,101 @@
 """A CSV of pairs (columns ``images`` and ``masks``), and a list file of ``image mask`` lines.
 
-Relative paths are resolved against the file's folder (``read_pairs_csv`` also drops a leading
-folder name that the CSV carries from the archive it came in).
+Relative paths are resolved against the file's folder (or ``root``); a path that is not there is
+tried again without its first folder, which CSV files often carry from the archive they came in
+(``Human-Segmentation-Dataset-master/Training_Images/1.jpg``).
 
 Taught in: notebooks/03_dataset.ipynb
 """
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
-from workshop.data.datasets import read_pairs_csv
-from workshop.data.sources.base import read_list
+from workshop.data.sources.base import Problem, display_path, read_list
 from workshop.data.sources.folder import PairSource
 from workshop.errors import DataError
 
+__all__ = ["CSVSource", "ListSource", "list_csv_pairs", "read_pairs_csv"]
+
+
+def list_csv_pairs(
+    csv_file: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    image_column: str = "images",
+    mask_column: str = "masks",
+) -> tuple[list[tuple[Path, Path]], list[Path], list[Path], list[Problem]]:
+    """The pairs a CSV lists, the image and mask files found, and one problem per file that is not
+    there (or one for the whole CSV: missing, unreadable, a missing column, no rows); nothing raised."""
+    csv_file = Path(csv_file)
+    if not csv_file.is_file():
+        return [], [], [], [Problem(display_path(csv_file), "error", "CSV file not found")]
+    try:
+        with csv_file.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            columns = reader.fieldnames or []
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        return [], [], [], [Problem(display_path(csv_file), "error", f"CSV cannot be read ({exc})")]
+    for col in (image_column, mask_column):
+        if col not in columns:
+            return [], [], [], [Problem(display_path(csv_file), "error",
+                                        f"no column {col!r}; columns found: {', '.join(columns) or 'none'}")]
+    if not rows:
+        return [], [], [], [Problem(display_path(csv_file), "error", "the CSV lists no pairs")]
+    base = Path(root) if root is not None else csv_file.parent
+
+    def resolve(text: str) -> tuple[Path, bool]:
+        path = Path(text)
+        if path.is_absolute():
+            return path, path.is_file()
+        candidates = [base / path] + ([base / Path(*path.parts[1:])] if len(path.parts) > 1 else [])
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate, True
+        return candidates[0], False
+
+    pairs, images, masks, problems = [], [], [], []
+    for line, row in enumerate(rows, start=2):
+        found = {}
+        for column, role, files in ((image_column, "image", images), (mask_column, "mask", masks)):
+            path, exists = resolve(row[column] or "")
+            found[role] = path if exists else None
+            if exists:
+                files.append(path)
+            else:
+                problems.append(Problem(display_path(path), "error",
+                                        f"{role} listed in {csv_file.name} line {line} is not there (file not found)"))
+        if found["image"] is not None and found["mask"] is not None:
+            pairs.append((found["image"], found["mask"]))
+    return pairs, images, masks, problems
+
+
+def read_pairs_csv(
+    csv_file: str | os.PathLike,
+    root: str | os.PathLike | None = None,
+    image_column: str = "images",
+    mask_column: str = "masks",
+) -> list[tuple[Path, Path]]:
+    """Read image/mask pairs from a CSV; relative paths are resolved against ``root`` (default: the CSV's folder).
+
+    Raises:
+        DataError: missing file or column (lists the columns found), or a path that exists nowhere
+            (the first one, with its line).
+    """
+    pairs, _, _, problems = list_csv_pairs(csv_file, root, image_column, mask_column)
+    if problems:
+        path, _, message = problems[0]
+        if "line" in message:
+            line = message.split(" line ")[1].split(" ")[0]
+            raise DataError(f"{csv_file} line {line}: file not found: {path}")
+        raise DataError(f"{csv_file}: {message}" if path == display_path(csv_file) else f"{path}: {message}")
+    return pairs
+
 
 class CSVSource(PairSource):
-    """Pairs listed in a CSV file (see ``workshop.data.datasets.read_pairs_csv``)."""
+    """Pairs listed in a CSV file (see :func:`list_csv_pairs`)."""
 
     format = "CSV of pairs"
 
@@ -28,17 +105,17 @@ class CSVSource(PairSource):
         super().__init__(where=self.csv_file, **kwargs)
         self.base = None if root is None else Path(root).expanduser()
         self.columns = (image_column, mask_column)
-        self._pairs: list[tuple[Path, Path]] | None = None
 
     def pairs(self) -> list[tuple[Path, Path]]:
         if self._pairs is None:
             self._pairs = read_pairs_csv(self.csv_file, self.base, *self.columns)
         return self._pairs
 
-    def listing_report(self):
-        from workshop.data.check import check_path
+    def listing(self):
+        return list_csv_pairs(self.csv_file, self.base, *self.columns)
 
-        return check_path(self.csv_file, task=self.task, label_map=self._label_map, ignore_index=self.ignore_index)
+    def layout(self) -> str:
+        return f"CSV {display_path(self.csv_file.name)}"
 
 
 class ListSource(PairSource):
@@ -49,7 +126,6 @@ class ListSource(PairSource):
     def __init__(self, list_file: str | os.PathLike, **kwargs) -> None:
         self.list_file = Path(list_file).expanduser()
         super().__init__(where=self.list_file, **kwargs)
-        self._pairs: list[tuple[Path, Path]] | None = None
 
     def pairs(self) -> list[tuple[Path, Path]]:
         if self._pairs is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workshop.data.datasets import read_pairs_csv
+from workshop.data.sources.csv_pairs import list_csv_pairs, read_pairs_csv
 from workshop.data.entries import Archive, DatasetEntry
 from workshop.data.io import read_image, read_mask, resize_mask_nearest
 from workshop.data.sources.base import CheckSpec, Item, Sample
@@ -69,5 +69,12 @@ class HumanSegSource(RegisteredSource):
         return Sample(image, mask, name=item.name)
 
     def check_spec(self, split: str = "all") -> CheckSpec:
-        items = self.items(split)
-        return CheckSpec(pairs=[(i.image, i.mask) for i in items], task="binary", layout=f"{self.format}, split {split}")
+        """The CSV's pairs; a file it lists that is not there is a problem of that file (all of them listed)."""
+        if split != "all":
+            items = self.items(split)
+            return CheckSpec(pairs=[(i.image, i.mask) for i in items], task="binary", layout=f"format: {self.format}, split {split}")
+        pairs, images, masks, problems = list_csv_pairs(self.root / "train.csv", self.root)
+        paired = {m for _, m in pairs}
+        return CheckSpec(pairs=pairs, images=[i for i in images if i not in {p for p, _ in pairs}],
+                         masks=[m for m in masks if m not in paired], task="binary", problems=problems,
+                         layout=f"format: {self.format}, split {split}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workshop.data.datasets import match_by_stem
+from workshop.data.sources.folder import match_by_stem
 from workshop.data.entries import Archive, DatasetEntry
 from workshop.data.io import read_image, read_mask
 from workshop.data.sources.base import CheckSpec, Instances, Item, Sample
@@ -75,7 +75,7 @@ class PennFudanSource(RegisteredSource):
     def check_spec(self, split: str = "all") -> CheckSpec:
         items = self.items(split)
         return CheckSpec(pairs=[(i.image, i.mask) for i in items], task="multiclass", label_map=None,
-                         ignore_index=None, layout=f"{self.format} (instance ids), split {split}")
+                         ignore_index=None, layout=f"format: {self.format} (instance ids), split {split}")
 
 
 def read_sample(item: Item) -> Sample:

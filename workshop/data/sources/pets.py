@@ -141,4 +141,4 @@ class PetsSource(RegisteredSource):
         raw = LabelMap([LabelClass(n, i, (i, i, i)) for i, n in ((1, "pet"), (2, "background"), (3, "border"))], None)
         items = self.items(split)
         return CheckSpec(pairs=[(i.image, i.mask) for i in items], task="multiclass", label_map=raw,
-                         ignore_index=None, layout=f"{self.format}, split {split}")
+                         ignore_index=None, layout=f"format: {self.format}, split {split}")

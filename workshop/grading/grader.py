@@ -47,9 +47,10 @@ def _module_of(ex) -> str:
 
 def by_name(path: Path, books: dict[str, list]) -> str | None:
     """Which workshop notebook a file's name says it is: the exact name, else its number prefix."""
-    if path.name in books:
-        return path.name
-    number = re.match(r"(\d\d)_", path.name)
+    name = path.name.split(" - ", 1)[-1]  # "Ada Lovelace - 06_train.ipynb", an LMS export
+    if name in books:
+        return name
+    number = re.match(r"(\d\d)_", name)
     if number:
         for key in books:
             if key.startswith(number.group(1) + "_"):

@@ -13,8 +13,9 @@ from workshop.errors import WorkshopError
 def add_grade_parser(sub) -> argparse.ArgumentParser:
     """Add ``grade`` to the ``workshop`` command's sub-parsers."""
     g = sub.add_parser("grade", help="grade learners' notebooks (boxed), write grades.csv, grades.md and feedback",
-                       description="Grade learners' notebooks: the exercise cells (by tag) run in a box and the "
-                                   "library's checks decide; stored outputs and check cells are ignored.")
+                       description="Grade learners' notebooks: each exercise's answer (the last definition of its "
+                                   "name in the notebook, as the kernel ran it) runs in a box and the library's "
+                                   "checks decide; stored outputs and check cells are ignored.")
     g.add_argument("submissions", nargs="*", metavar="SUBMISSIONS",
                    help="a folder with one sub-folder or .zip per learner (or notebooks), or notebook files")
     g.add_argument("--out", default="gradebook", help="gradebook folder (default: gradebook)")

@@ -330,3 +330,23 @@ def test_without_ipython_magics_still_parse(monkeypatch) -> None:
     monkeypatch.setattr(cells, "_TRANSFORMER", [None])
     cell = cells.Cell(0, "files = !ls\ntorch.sigmoid?\n%matplotlib inline\ndef f():\n    return 1\n", [])
     assert cell.syntax_error is None and cell.tree.body[-1].name == "f"
+
+
+def test_an_untagged_binding_counts_only_when_it_is_the_librarys_answer(tmp_path) -> None:
+    from workshop.grading.cells import locate, read_notebook
+    from workshop.grading.grader import _static
+
+    ex = get_exercise("is_improvement")
+    nb = shipped("07")
+    add_below_check(nb, "is_improvement", "is_improvement = tasks.is_improvement.reference", keep_stub=False)
+    as_colab(nb)
+    notebook = read_notebook(save(nb, tmp_path / "a" / "07_training.ipynb"))
+    (found,) = locate([ex], notebook.cells, colab=notebook.colab)
+    assert found.status is None and not found.cell.tagged
+    assert _static(found, ex, notebook.cells).status == "reference"
+
+    nb = _nb07("import math\n\n\n" + CORRECT["is_improvement"])
+    add_below_check(nb, "is_improvement", "is_improvement = is_improvement(0.5, None, 'iou')  # exploring")
+    notebook = read_notebook(save(nb, tmp_path / "b" / "07_training.ipynb"))
+    (found,) = locate([ex], notebook.cells)
+    assert found.cell.tagged and _static(found, ex, notebook.cells) is None  # the answer, run in the box

@@ -8,8 +8,9 @@ A notebook is read as data (its JSON), never run. Its cells are read as IPython 
 ``class`` of its name in the notebook, in whichever cell, tagged ``exercise`` or not: that is the
 object a learner's kernel holds after running the notebook top to bottom. The tag says where the
 answer is expected (and the exercise cell itself may also bind the name another way, an assignment or
-an import); it is not the only place an answer is looked for, because Google Colab cannot tag the
-cells a learner adds. The grader then builds the *program*: the definitions of that cell (``import``,
+an import; elsewhere such a binding counts only when it is the library's answer, since a later
+``dice_loss = dice_loss(logits, y)`` while exploring is no answer); it is not the only place an answer
+is looked for, because Google Colab cannot tag the cells a learner adds. The grader then builds the *program*: the definitions of that cell (``import``,
 ``def``, ``class`` and assignments of plain literals; every other top-level statement is dropped),
 preceded by the definitions from other cells that those need (the notebook's ``import`` lines, helper
 functions). Nothing else of the notebook runs: not its check cells, not its outputs, not its set-up.
@@ -321,17 +322,27 @@ def _is_check_call(stmt: ast.stmt, name: str) -> bool:
         and isinstance(stmt.value.func, ast.Attribute) and stmt.value.func.attr == "check"
 
 
-def binds(cell: Cell, name: str) -> bool:
-    """Whether the cell's top level defines ``name``: by ``def``/``class`` in any cell; in a cell tagged
-    ``exercise`` also by an assignment or an import (``dice_loss = tasks.dice_loss.reference``)."""
+def binds(cell: Cell, exercise) -> bool:
+    """Whether the cell's top level defines ``exercise`` (an ``Exercise``): by ``def``/``class`` in any cell;
+    by an assignment or an import in a cell tagged ``exercise``, or in any cell when that statement uses
+    the library's answer (``dice_loss = tasks.dice_loss.reference`` in a cell Colab could not tag)."""
+    name = exercise.name
     if cell.tree is None:
         return re.search(rf"^(async\s+def|def|class)\s+{re.escape(name)}\b", cell.code, re.M) is not None
     for stmt in cell.tree.body:
-        if isinstance(stmt, _DEFS) and stmt.name == name:
-            return True
-        if cell.tagged and not isinstance(stmt, _DEFS) and name in _binds_any(stmt) and not _is_check_call(stmt, name):
-            return True
+        if isinstance(stmt, _DEFS):
+            if stmt.name == name:
+                return True
+        elif name in _binds_any(stmt) and not _is_check_call(stmt, name):
+            if cell.tagged or _uses_reference(stmt, exercise):
+                return True
     return False
+
+
+def _uses_reference(stmt: ast.stmt, exercise) -> bool:
+    from workshop.grading.scan import scan
+
+    return any(f.kind == "reference" for f in scan(ast.Module(body=[stmt], type_ignores=[]), exercise))
 
 
 def _binds_any(stmt: ast.stmt) -> set[str]:
@@ -382,7 +393,7 @@ def locate(exercises: list, cells: list[Cell], colab: bool = False) -> list[Loca
     claimed: set[int] = set()
     out = []
     for ex in exercises:
-        holders = [c for c in cells if binds(c, ex.name)]
+        holders = [c for c in cells if binds(c, ex)]
         claimed |= {id(c) for c in holders}
         in_tagged = [c for c in holders if c.tagged]
         if len(in_tagged) > 1:

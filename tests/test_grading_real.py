@@ -350,3 +350,10 @@ def test_an_untagged_binding_counts_only_when_it_is_the_librarys_answer(tmp_path
     notebook = read_notebook(save(nb, tmp_path / "b" / "07_training.ipynb"))
     (found,) = locate([ex], notebook.cells)
     assert found.cell.tagged and _static(found, ex, notebook.cells) is None  # the answer, run in the box
+
+
+def test_a_bad_pick_names_the_choices(tmp_path) -> None:
+    from workshop.grading import grade
+
+    with pytest.raises(ValueError, match="newest, best"):
+        grade([tmp_path], out=None, pick="oldest")

@@ -398,8 +398,9 @@ def locate(exercises: list, cells: list[Cell], colab: bool = False) -> list[Loca
         in_tagged = [c for c in holders if c.tagged]
         if len(in_tagged) > 1:
             where = ", ".join(f"cell {c.number}" for c in in_tagged)
+            keep = "keep one of them" if colab else "keep exactly one cell tagged `exercise` for it"
             out.append(Located(ex.name, "duplicate", f"{ex.name} is defined in more than one exercise cell ({where}); "
-                               "keep exactly one cell tagged `exercise` for it"))
+                               + keep))
             continue
         if holders:
             cell = holders[-1]  # the last definition: the one the kernel holds after running the notebook

@@ -11,13 +11,22 @@ their exercise cells gets, at random (seeded), one of:
 * an attack: the reference assigned, the check cell replaced by a printed PASS line, the checks
   emptied from the exercise cell, ``os._exit`` in the function, or an endless loop.
 
+Each learner also hands the notebooks in one of the shapes met in a real class (``SHAPES``, in turn, so
+that a class of ``len(SHAPES)`` learners has each once): as the notebooks were shipped; saved by Colab
+with every answer in a new untagged cell (the stub cells deleted); the stub left in place and the
+answer in a cell below; ``!``, ``?`` and ``%`` lines in the exercise cells; a comment holding U+2028 in a
+file saved with a BOM; a stub-only copy beside a newer ``_final`` copy of each notebook; each notebook
+saved under another notebook's number; notebooks 06 and 07 combined in one file; everything in a
+``submission.zip`` inside the learner's folder; and a zip whose notebooks carry 25 MB of outputs each.
+Some learners have non-ASCII names. The truth of every exercise is the same in every shape.
+
 The class is graded with ``python -m workshop.cli grade CLASS --out OUT --jobs 2`` (the command an
 instructor types). Reported: wall time, peak memory (all grading processes together: their proportional
 set size, sampled from /proc twice a second), the share of the grading processes' time spent starting Python and importing torch + the
 exercises (and warming the checks up on the references), and how often the gradebook equals the truth.
 
     python benchmarks/grade_class.py                      # 30 learners: the measurement (a few minutes)
-    python benchmarks/grade_class.py --learners 4         # a quick check of the script
+    python benchmarks/grade_class.py --learners 10 --results /tmp/quick.json   # quick: each shape once
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import zipfile
 from pathlib import Path
 
 import nbformat
@@ -49,6 +59,10 @@ from workshop.tasks import all_exercises  # noqa: E402
 TRUTH = {"correct": {"pass"}, "wrong": {"fail", "error"}, "stub": {"fail"}, "assign_reference": {"reference"},
          "printed_pass": {"fail"}, "empty_checks": {"error"}, "os_exit": {"error"}, "endless_loop": {"timeout"}}
 ATTACKS = ["assign_reference", "printed_pass", "empty_checks", "os_exit", "endless_loop"]
+SHAPES = ["shipped", "colab", "answer_below", "magics", "unicode_bom", "copies", "renumbered", "combined",
+          "zip_in_folder", "outputs_zip"]
+NAMES = ["learner", "Zoë Ngô", "王芳", "José Núñez", "Ана Петрова", "learner"]
+MAGICS = "files = !ls\ntorch.sigmoid?\n%matplotlib inline\n"
 
 
 def _imports_for(names: set[str], namespace: dict, reference) -> list[str] | None:
@@ -141,18 +155,86 @@ def attack_answer(kind: str, ex) -> str:
     return ex.stub  # printed_pass: the stub, with its check cell replaced
 
 
-def make_class(folder: Path, learners: int, seed: int) -> dict[tuple[str, str], str]:
-    """Write the class; returns the truth: (learner, exercise) -> kind."""
+def _exercise_index(nb, name: str) -> int:
+    return next(i for i, c in enumerate(nb.cells) if "exercise" in c.get("metadata", {}).get("tags", [])
+                and c["metadata"].get("exercise") == name)
+
+
+def _shape_cells(nb, shape: str, answers: dict[str, tuple[str, str]]) -> None:
+    """Put each exercise's answer (kind, source) into ``nb`` the way a learner of this shape does."""
+    for name, (kind, source) in answers.items():
+        at = _exercise_index(nb, name)
+        if shape == "magics":
+            source = MAGICS + source + "\n!pip list\n"
+        elif shape == "unicode_bom":
+            source = "# copied from the web:\u2028 keep the shapes\n" + source
+        if shape in ("colab", "answer_below") and kind != "stub":
+            nb.cells.insert(at + 2, nbformat.v4.new_code_cell(source))  # below the check cell, untagged
+            nb.cells[at + 2].metadata = {}
+            if shape == "colab":
+                del nb.cells[at]
+        else:
+            nb.cells[at].source = source
+    if shape == "colab":
+        nb.metadata["colab"] = {"provenance": []}
+        for i, cell in enumerate(nb.cells):
+            cell.metadata["id"] = f"c{i:04d}"
+
+
+def _save(nb, path: Path, bom: bool = False, mtime: float | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(("\ufeff" if bom else "").encode() + json.dumps(nb, indent=1, ensure_ascii=False).encode())
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def _hand_in(folder: Path, shape: str, books: dict[str, tuple], now: float) -> None:
+    """Write one learner's notebooks (book -> (shipped notebook, answered notebook)) in the given shape."""
+    answered = {book: done for book, (_, done) in books.items()}
+    if shape == "combined":
+        a, b = "06_train_val_functions.ipynb", "07_training.ipynb"
+        answered[a].cells += answered.pop(b).cells
+        answered["06_and_07.ipynb"] = answered.pop(a)
+    if shape == "renumbered":  # each notebook under the next notebook's number
+        numbers = sorted(answered)
+        answered = {f"{numbers[(i + 1) % len(numbers)][:2]}_homework.ipynb": answered[book]
+                    for i, book in enumerate(numbers)}
+    target = folder / "unzipped" if shape in ("zip_in_folder", "outputs_zip") else folder
+    for name, nb in answered.items():
+        if shape == "copies":
+            _save(books[name][0], target / name, mtime=now - 86400)
+            name = name.replace(".ipynb", "_final.ipynb")
+        if shape == "outputs_zip":
+            code = next(c for c in nb.cells if c.cell_type == "code")
+            code.outputs = [nbformat.v4.new_output("display_data", data={"image/png": "A" * (25 * 2**20)})]
+        _save(nb, target / name, bom=shape == "unicode_bom", mtime=now)
+    if target != folder:
+        with zipfile.ZipFile(folder / "submission.zip", "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(target.iterdir()):
+                zf.write(path, f"submission/{path.name}")
+                path.unlink()
+        target.rmdir()
+
+
+def make_class(folder: Path, learners: int, seed: int) -> tuple[dict[tuple[str, str], str], dict[str, str]]:
+    """Write the class; returns the truth ((learner, exercise) -> kind) and each learner's shape."""
     rng = random.Random(seed)
     wrong = wrong_answers()
     by_book: dict[str, list] = {}
     for ex in all_exercises().values():
         by_book.setdefault(ex.notebook, []).append(ex)
-    truth = {}
+    truth, shapes = {}, {}
+    now = time.time()
     for i in range(learners):
-        learner = f"learner{i:02d}"
+        learner = f"{NAMES[i % len(NAMES)]} {i:02d}" if NAMES[i % len(NAMES)] != "learner" else f"learner{i:02d}"
+        shape = SHAPES[i % len(SHAPES)]
+        shapes[learner] = shape
+        books = {}
         for book, exercises in sorted(by_book.items()):
+            shipped = nbformat.read(str(ROOT / "notebooks" / book), as_version=4)
             nb = nbformat.read(str(ROOT / "notebooks" / book), as_version=4)
+            answers = {}
             for ex in exercises:
                 kind = rng.choices(["correct", "wrong", "stub", "attack"], [0.45, 0.25, 0.15, 0.15])[0]
                 if kind == "wrong" and not wrong.get(ex.name):
@@ -163,16 +245,17 @@ def make_class(folder: Path, learners: int, seed: int) -> dict[tuple[str, str], 
                         kind = "assign_reference"
                 source = {"correct": lambda: correct_answer(ex), "wrong": lambda: rng.choice(wrong[ex.name]),
                           "stub": lambda: ex.stub}.get(kind, lambda: attack_answer(kind, ex))()
-                for cell in nb.cells:
-                    tags = cell.get("metadata", {}).get("tags", [])
-                    if "exercise" in tags and cell["metadata"].get("exercise") == ex.name:
-                        cell.source = source
-                    elif kind == "printed_pass" and "nbval-check-output" in tags and f"tasks.{ex.name}.check(" in cell.source:
-                        cell.source = f'print("PASS {ex.name}: all {len(ex.checks)} checks pass. Using your {ex.name}.")'
+                if kind == "printed_pass":
+                    for cell in nb.cells:
+                        tags = cell.get("metadata", {}).get("tags", [])
+                        if "nbval-check-output" in tags and f"tasks.{ex.name}.check(" in cell.source:
+                            cell.source = f'print("PASS {ex.name}: all {len(ex.checks)} checks pass. Using your {ex.name}.")'
+                answers[ex.name] = (kind, source)
                 truth[(learner, ex.name)] = kind
-            (folder / learner).mkdir(parents=True, exist_ok=True)
-            nbformat.write(nb, str(folder / learner / book))
-    return truth
+            _shape_cells(nb, shape, answers)
+            books[book] = (shipped, nb)
+        _hand_in(folder / learner, shape, books, now)
+    return truth, shapes
 
 
 def _tree_rss(root_pid: int) -> int:
@@ -221,7 +304,7 @@ def main() -> int:
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "grade_class.json"))
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="grade-class-"))
-    truth = make_class(work / "class", args.learners, args.seed)
+    truth, shapes = make_class(work / "class", args.learners, args.seed)
     out = work / "gradebook"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "workshop.cli", "grade", str(work / "class"), "--out", str(out),
@@ -245,7 +328,7 @@ def main() -> int:
         if got in TRUTH[kind]:
             agree += 1
         else:
-            wrongs.append(f"{learner} {exercise}: {kind} graded {got}")
+            wrongs.append(f"{learner} ({shapes[learner]}) {exercise}: {kind} graded {got}")
     timings = json.loads((out / "timings.json").read_text())
     start_up = sum(t["started"] - t["launched"] for t in timings)
     imports = sum(t["imported"] - t["imports_started"] for t in timings)
@@ -255,7 +338,11 @@ def main() -> int:
     kinds: dict[str, int] = {}
     for kind in truth.values():
         kinds[kind] = kinds.get(kind, 0) + 1
+    by_shape: dict[str, int] = {}
+    for shape in shapes.values():
+        by_shape[shape] = by_shape.get(shape, 0) + 1
     report = {"learners": args.learners, "exercises_per_learner": len(truth) // max(args.learners, 1),
+              "shapes": by_shape,
               "jobs": args.jobs, "timeout_s": args.timeout, "answers": kinds, "wall_s": round(wall, 1),
               "peak_rss_mb": round(peak / 2**20), "process_start_s": round(start_up, 1),
               "import_torch_and_exercises_s": round(imports, 1), "warm_up_on_references_s": round(warm_up, 1),

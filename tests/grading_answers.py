@@ -109,3 +109,73 @@ def notebook_07(path: Path, answer: str | None, check: str | None = None) -> Pat
     source = answer if answer is not None else get_exercise("is_improvement").stub
     cells = [SETUP_07, exercise_cell("is_improvement", source), check if check is not None else check_cell("is_improvement")]
     return write(path / "07_training.ipynb", cells)
+
+
+# ------------------------------------------------------------------ notebooks as learners really hand them in
+# (built from the shipped notebooks; used by tests/test_grading_real.py and benchmarks/grade_class.py)
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+HONEST_HFLIP = '''import numpy as np
+
+
+def paired_hflip(image, mask):
+    return np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
+'''
+
+
+def shipped(name: str) -> nbformat.NotebookNode:
+    """A fresh copy of a shipped notebook (``"06"`` or the full file name)."""
+    path = next(NOTEBOOKS.glob(f"{name}*.ipynb")) if len(name) == 2 else NOTEBOOKS / name
+    return nbformat.read(str(path), as_version=4)
+
+
+def exercise_index(nb, name: str) -> int:
+    """The position of the exercise cell of ``name`` in ``nb``."""
+    return next(i for i, c in enumerate(nb.cells) if c.get("metadata", {}).get("exercise") == name
+                and "exercise" in c.get("metadata", {}).get("tags", []))
+
+
+def answer(nb, name: str, source: str) -> None:
+    """Write ``source`` into the exercise cell of ``name`` (as a learner does in Jupyter)."""
+    nb.cells[exercise_index(nb, name)].source = source
+
+
+def add_below_check(nb, name: str, source: str, keep_stub: bool = True) -> int:
+    """A new, untagged cell with ``source`` after the exercise's check cell; the stub cell kept or deleted.
+
+    Returns the new cell's number as the grader counts cells (from 1, markdown included).
+    """
+    at = exercise_index(nb, name)
+    new = nbformat.v4.new_code_cell(source)
+    new.metadata = {}
+    nb.cells.insert(at + 2, new)  # below the check cell
+    if not keep_stub:
+        del nb.cells[at]
+        return at + 2
+    return at + 3
+
+
+def as_colab(nb) -> None:
+    """Colab's metadata: a ``colab`` section, cell ids and ``outputId`` keys, widget state, nbformat 4.4."""
+    nb.metadata["colab"] = {"provenance": [], "name": "06_train_val_functions.ipynb"}
+    nb.metadata["accelerator"] = "GPU"
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"abc": {"model_name": "HBoxModel"}}}
+    nb.nbformat_minor = 4
+    for i, cell in enumerate(nb.cells):
+        cell.pop("id", None)
+        cell.metadata["id"] = f"c{i:04d}xyz"
+        if cell.cell_type == "code":
+            cell.metadata["outputId"] = f"{i:08x}-0000-0000-0000-000000000000"
+
+
+def save(nb, path: Path, bom: bool = False, mtime: float | None = None) -> Path:
+    """Write ``nb`` as JSON (with a UTF-8 BOM when asked, as Notepad saves), and set its modification time."""
+    import json
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(nb, indent=1, ensure_ascii=False)
+    path.write_bytes(("\ufeff" if bom else "").encode("utf-8") + text.encode("utf-8"))
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path

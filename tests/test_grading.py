@@ -323,12 +323,15 @@ def test_grade_needs_submissions_or_self(capsys) -> None:
     assert "SUBMISSIONS" in capsys.readouterr().err
 
 
-def test_untagged_cell_is_missing_with_the_reason(tmp_path) -> None:
+def test_an_untagged_cell_is_graded_and_named(tmp_path) -> None:
+    """What the kernel ran counts, tag or not (the class test grades such notebooks end to end)."""
     from workshop.grading.cells import locate, read_cells
 
     path = write(tmp_path / "07_training.ipynb", ["import math", CORRECT["is_improvement"]])
     (found,) = locate([get_exercise("is_improvement")], read_cells(path))
-    assert found.status == "missing" and "not tagged `exercise`" in found.message
+    assert found.status is None and found.cell.number == 2
+    assert found.graded == "untagged cell 2, `def is_improvement(value, best, monitor):`"
+    assert [s.cell for s in found.segments] == [1, 2]  # `import math` brought in from cell 1
 
 
 @pytest.mark.parametrize(("data", "words"), [(b'{"cells": [ not json', "is not a valid notebook"),

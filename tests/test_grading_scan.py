@@ -9,10 +9,12 @@ import textwrap
 import pytest
 
 from grading_answers import CORRECT
-from workshop.grading.scan import normalise, scan
+from workshop.grading.scan import MIN_COPY_STATEMENTS, copy_detectable, normalise, scan, statements
 from workshop.tasks import all_exercises, get_exercise
 
 ALL = list(all_exercises().values())
+LONG = [ex for ex in ALL if copy_detectable(ex)]
+SHORT = [ex for ex in ALL if not copy_detectable(ex)]
 
 
 def _kinds(source: str, name: str) -> set[str]:
@@ -24,10 +26,38 @@ def test_the_stub_is_not_flagged(ex) -> None:
     assert _kinds(ex.stub, ex.name) == set()
 
 
-@pytest.mark.parametrize("ex", ALL, ids=lambda e: e.name)
+@pytest.mark.parametrize("ex", LONG, ids=lambda e: e.name)
 def test_the_reference_pasted_verbatim_is_reference(ex) -> None:
     source = textwrap.dedent(inspect.getsource(ex.reference))
     assert "reference" in _kinds(source, ex.name)
+
+
+def test_where_the_line_is_drawn() -> None:
+    """Short references (one or two statements) are the ones honest learners write word for word too."""
+    assert {ex.name for ex in SHORT} == {"paired_hflip", "train_transform", "per_class_iou"}
+    for ex in ALL:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(ex.reference))).body[0]
+        assert (statements(tree) >= MIN_COPY_STATEMENTS) == copy_detectable(ex), ex.name
+
+
+@pytest.mark.parametrize("ex", SHORT, ids=lambda e: e.name)
+def test_a_short_reference_written_word_for_word_is_not_an_accusation(ex) -> None:
+    source = textwrap.dedent(inspect.getsource(ex.reference))
+    assert _kinds(source, ex.name) == set()
+    # ...but using it is still evidence, whatever its length
+    assert "reference" in _kinds(f"{ex.name} = tasks.{ex.name}.reference", ex.name)
+    assert "reference" in _kinds(f"from {ex.reference.__module__} import {ex.reference.__name__}", ex.name)
+
+
+def test_an_honest_one_line_paired_hflip_is_not_flagged() -> None:
+    honest = "import numpy as np\n\n\ndef paired_hflip(img, m):\n" \
+             "    return np.ascontiguousarray(img[:, ::-1]), np.ascontiguousarray(m[:, ::-1])\n"
+    assert _kinds(honest, "paired_hflip") == set()
+
+
+def test_statements_count_nested_ones_but_not_docstrings() -> None:
+    tree = ast.parse("def f(x):\n    'doc'\n    if x:\n        return 1\n    return 2\n").body[0]
+    assert statements(tree) == 3
 
 
 @pytest.mark.parametrize("name", sorted(CORRECT))

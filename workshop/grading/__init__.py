@@ -1,15 +1,17 @@
 """Grade a whole class from their notebooks, with each learner's code kept in a box.
 
 ``workshop grade SUBMISSIONS... [--out DIR] [--jobs N] [--timeout S]`` (or :func:`grade`) reads every
-learner's notebooks as data, takes the cells tagged ``exercise``, runs their definitions in a boxed
-process, applies the library's own checks (``workshop.tasks``) there, and writes ``grades.csv``,
+learner's notebooks as data, finds each exercise's answer (the last top-level definition of its name,
+as the learner's kernel ran it, in the cell tagged ``exercise`` or any other), runs the definitions in a
+boxed process, applies the library's own checks (``workshop.tasks``) there, and writes ``grades.csv``,
 ``grades.md`` and one feedback file per learner. ``workshop grade --self NOTEBOOK`` shows a learner
 the same verdicts. The stored outputs and the check cells of a notebook are never used.
 
-Modules: ``submissions`` (folders, zips, notebooks -> learners), ``cells`` (exercise cells by tag,
-the program to run, missing / duplicate / renamed?), ``scan`` (reference copying and tampering, read
-from the code), ``runner`` (the grading process; one forked box per exercise), ``sandbox`` (the
-box's limits), ``gradebook`` (the writers), ``grader`` (the whole run).
+Modules: ``submissions`` (folders, zips, LMS exports -> learners and their files), ``cells`` (cells
+read as IPython reads them, the answer to each exercise, the program to run, missing / duplicate /
+renamed?), ``scan`` (reference copying and tampering, read from the code), ``runner`` (the grading
+process; one forked box per exercise), ``sandbox`` (the box's limits), ``gradebook`` (the writers),
+``grader`` (the whole run: which notebook a file is, which copy counts).
 
 Threat model (what holds, and what does not)
 --------------------------------------------
@@ -18,8 +20,9 @@ are trusted. Layers, each tested against an attack in ``tests/test_grading*.py``
 
 1. *Nothing the notebook says is believed.* Outputs and check cells are ignored, so saved FAIL
    outputs, check cells replaced by a printed ``PASS`` line, or any text printed by the code count for
-   nothing. Only the definitions of the exercise cells (and the imports and helpers they need) are
-   executed; their other top-level statements, such as ``tasks.dice_loss.checks = []``, never run.
+   nothing. Only the definitions of the cells that hold the answers (and the imports and helpers they
+   need) are executed; their other top-level statements, such as ``tasks.dice_loss.checks = []``,
+   never run.
 2. *The scan* (``scan``) grades ``reference`` a cell that uses or copies the library's answer (also
    with renamed variables), and ``error`` a cell that reaches into the checker or the interpreter
    (monkeypatching, ``exec``, ``gc``/``inspect``/``ctypes``, dunder and frame attributes).

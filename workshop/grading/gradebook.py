@@ -1,5 +1,9 @@
 """The gradebook: ``grades.csv``, ``grades.md`` and one ``feedback/<learner>.md`` per learner.
 
+Feedback files are named after the learner, readably for any name (``Zoë Ngô`` -> ``Zoë_Ngô.md``,
+``王芳`` -> ``王芳.md``): letters and digits of every script are kept, everything else becomes ``_``, and
+two names that would give the same file (also when they differ only in case) get ``-2``, ``-3``.
+
 Taught in: not taught (instructor tooling).
 """
 
@@ -7,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +30,7 @@ class Result:
     failed_check: str | None = None
     notebook: str = ""
     seconds: float = 0.0
+    graded: str = ""  # the cell graded ("untagged cell 14, `def dice_loss…`")
 
 
 @dataclass
@@ -49,8 +55,28 @@ class Gradebook:
         return sum(self.status(learner, ex) == "pass" for ex in self.exercises)
 
 
+_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
+
+
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "learner"
+    """A readable file name for a learner: any script's letters and digits, ``.``, ``-``; others become ``_``."""
+    text = re.sub(r"[^\w.-]+", "_", unicodedata.normalize("NFC", name)).strip("._")[:80] or "learner"
+    return text + "_" if text.lower() in _RESERVED else text  # names Windows keeps for devices
+
+
+def feedback_names(learners: list[str]) -> dict[str, str]:
+    """Learner -> feedback file name (``.md``), unique even where the file system ignores case."""
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for learner in learners:
+        base = _safe(learner)
+        name, n = base, 1
+        while name.casefold() in used:
+            n += 1
+            name = f"{base}-{n}"
+        used.add(name.casefold())
+        names[learner] = name + ".md"
+    return names
 
 
 def write_csv(book: Gradebook, path: Path) -> Path:
@@ -111,6 +137,8 @@ def feedback_text(book: Gradebook, learner: str) -> str:
     for ex in book.exercises:
         r = book.results[(learner, ex)]
         lines += ["", f"## {ex}: {r.status}" + (f" ({r.notebook})" if r.notebook else ""), ""]
+        if r.graded:
+            lines += [f"Graded: {r.graded}.", ""]
         if r.message:
             lines.append(r.message)
         if r.status != "pass" and r.hint_text:
@@ -129,12 +157,7 @@ def write_all(book: Gradebook, out: Path) -> Path:
     write_markdown(book, out / "grades.md")
     feedback = out / "feedback"
     feedback.mkdir(exist_ok=True)
-    used: set[str] = set()
-    for learner in book.learners:
-        name = _safe(learner)
-        while name in used:
-            name += "_"
-        used.add(name)
-        (feedback / f"{name}.md").write_text(feedback_text(book, learner), encoding="utf-8")
+    for learner, name in feedback_names(book.learners).items():
+        (feedback / name).write_text(feedback_text(book, learner), encoding="utf-8")
     book.out = out
     return out

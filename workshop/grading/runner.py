@@ -113,7 +113,7 @@ def _in_box(item: dict, token: str, wfd: int, job: dict) -> None:
     from workshop.grading.sandbox import enter_box
 
     os.setpgid(0, 0)
-    workdir = os.path.join(job["workdir"], f"box-{item['exercise']}")
+    workdir = os.path.join(job["workdir"], f"box-{item.get('box', item['exercise'])}")
     os.makedirs(workdir, exist_ok=True)
     log = os.open(os.path.join(workdir, "output.txt"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(log, 1)
@@ -146,7 +146,8 @@ def _in_box(item: dict, token: str, wfd: int, job: dict) -> None:
         for seg in item["segments"]:
             filename = f"<{item['notebook']} cell {seg['cell']}>"
             cell_source = item["cells"][str(seg["cell"])]
-            linecache.cache[filename] = (len(cell_source), None, cell_source.splitlines(True), filename)
+            lines = [line + "\n" for line in cell_source.split("\n")]  # "\n" only, as Python counts lines
+            linecache.cache[filename] = (len(cell_source), None, lines, filename)
             code = compile("\n" * (seg["line"] - 1) + seg["source"], filename, "exec")
             exec(code, namespace)
     except BaseException as exc:  # the exercise cell itself fails (NameError, ImportError, SystemExit...)

@@ -7,6 +7,11 @@ Two kinds of finding:
   name, or reaches it by an attribute chain such as ``workshop.losses.dice_loss``), or contains a
   definition equal to the reference once both are normalised (docstrings, annotations and comments
   dropped; the function, its parameters and its local variables renamed in order of appearance).
+  Equality counts as copying only for a *non-trivial* reference, one whose body holds at least
+  ``MIN_COPY_STATEMENTS`` statements (nested ones counted, the docstring not): a one- or two-line
+  answer (``return np.ascontiguousarray(image[:, ::-1]), ...``) is what honest learners write too,
+  so such an answer is graded on its behaviour, like any other. The other findings are evidence
+  on their own (nobody assigns ``.reference`` or calls ``solution()`` by accident).
 * ``tamper``: the cell reaches into the checker or the interpreter: it touches ``.checks``,
   ``.run_checks`` or ``workshop.tasks``' internals, assigns to an attribute of an imported module
   (monkeypatching ``torch``, ``math``, ``workshop``...), imports introspection and process modules
@@ -42,6 +47,9 @@ _FRAME_ATTRS = {"f_back", "f_globals", "f_locals", "f_builtins", "f_code", "tb_f
 _ALLOWED_DUNDERS = {"__init__", "__len__", "__getitem__", "__name__", "__class__", "__call__", "__repr__", "__str__",
                     "__iter__", "__next__", "__enter__", "__exit__", "__doc__", "__module__", "__setitem__",
                     "__contains__", "__eq__", "__hash__", "__post_init__", "__qualname__"}
+
+
+MIN_COPY_STATEMENTS = 3
 
 
 @dataclass
@@ -266,13 +274,32 @@ def normalise(node: ast.AST) -> str:
 _FORMS: dict[str, set[str]] = {}
 
 
+def statements(node: ast.AST) -> int:
+    """How many statements a def or class holds, nested ones counted, docstrings not."""
+    count = 0
+    for n in ast.walk(node):
+        if n is node or not isinstance(n, ast.stmt):
+            continue
+        if isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str):
+            continue  # a docstring (or a bare string): prose
+        count += 1
+    return count
+
+
+def copy_detectable(exercise) -> bool:
+    """Whether a pasted copy of the exercise's reference is told apart from an honest answer (see the module)."""
+    return bool(_reference_forms(exercise))
+
+
 def _reference_forms(exercise) -> set[str]:
+    """The normalised forms of the reference's non-trivial definitions (empty for a short reference)."""
     if exercise.name in _FORMS:
         return _FORMS[exercise.name]
     forms: set[str] = set()
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(exercise.reference)))
-        forms = {normalise(s) for s in tree.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        forms = {normalise(s) for s in tree.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                 and statements(s) >= MIN_COPY_STATEMENTS}
     except (OSError, TypeError, SyntaxError):
         pass
     _FORMS[exercise.name] = forms

@@ -74,9 +74,10 @@ def code_objects(reference: Any) -> set[types.CodeType]:
 class CallSpy:
     """Record which of some code objects run, in every thread started while it is on.
 
-    Uses ``sys.settrace``: the tracer sees the first line of every Python call (not C calls),
-    answers with one dictionary lookup and turns line tracing off for the frame, so training under
-    it is only a little slower.
+    Uses ``sys.settrace``: the tracer sees every Python call (not C calls), answers with one
+    dictionary lookup and turns line tracing off for the frame. A smoke ``workshop train`` under it
+    takes about twice the CPU time (measured: 2.1-2.7 s -> 4.2-4.4 s for train + evaluate + predict
+    of the binary U-Net, one thread).
 
     Args:
         targets: name -> code objects; a name is recorded when any of its code objects runs.

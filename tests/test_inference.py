@@ -12,7 +12,6 @@ from workshop.config import load_config
 from workshop.errors import DataError, WorkshopError
 from workshop.inference import (
     load_trained_model,
-    predict_image,
     predict_mask,
     predict_paths,
     predict_probabilities,
@@ -66,11 +65,47 @@ def test_predict_mask_is_at_the_image_size_and_finds_the_square(height: int, wid
     assert (out == mask).mean() > 0.95
 
 
-def test_predict_mask_equals_predict_image() -> None:
-    image, _ = red_square()
-    model = RedIsForeground()
-    for threshold in (0.3, 0.5, 0.9):
-        assert np.array_equal(predict_mask(model, image, 32, threshold), predict_image(model, image, 32, "cpu", threshold))
+def mask_as_predicted_before_issue_23(model: nn.Module, image: np.ndarray, size: int, threshold: float) -> np.ndarray:
+    """What ``workshop predict`` computed before it ran ``predict_mask`` (the removed ``predict_image``)."""
+    return probabilities_to_mask(predict_probabilities(model, image, size, "cpu"), threshold)
+
+
+class Scrambled(nn.Module):
+    """A fixed random 3x3 convolution: logits with no structure, many near-ties between classes."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        torch.manual_seed(channels)
+        self.conv = nn.Conv2d(3, channels, kernel_size=3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 5])
+def test_predict_mask_gives_the_masks_predict_gave_before(channels: int) -> None:
+    images = [red_square()[0], np.random.default_rng(3).integers(0, 256, (45, 71, 3), dtype=np.uint8)]
+    for model in (RedIsForeground(channels=min(channels, 2)), Scrambled(channels)):
+        for image in images:
+            for threshold in (0.3, 0.5, 0.9):
+                expected = mask_as_predicted_before_issue_23(model, image, 32, threshold)
+                assert np.array_equal(predict_mask(model, image, 32, threshold), expected)
+
+
+def test_predict_paths_runs_predict_mask(tmp_path, monkeypatch) -> None:
+    import workshop.inference
+
+    calls = []
+    original = workshop.inference.predict_mask
+
+    def spy(*args, **kwargs):
+        calls.append(args[2:])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(workshop.inference, "predict_mask", spy)
+    Image.fromarray(red_square()[0]).save(tmp_path / "one.png")
+    predict_paths(RedIsForeground(), tmp_path / "one.png", tmp_path / "out", image_size=32, threshold=0.7)
+    assert calls == [(32, 0.7)]
 
 
 def test_predict_mask_multiclass_takes_the_argmax() -> None:

@@ -18,6 +18,8 @@ Taught in: notebooks/02_augmentation.ipynb
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import albumentations as A
 import cv2
 import numpy as np
@@ -30,20 +32,18 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def training_augmentations(aug: AugmentConfig, ignore_index: int = 255) -> list[A.BasicTransform]:
-    """The random transforms of the training pipeline (without resize, normalise, to-tensor).
+def extra_augmentations(aug: AugmentConfig, ignore_index: int = 255) -> list[A.BasicTransform]:
+    """The recipe's steps beyond the flips and turns of ``train_transform``: a warp, colour, noise.
 
     Args:
         aug: probabilities per transform (0 switches it off).
-        ignore_index: mask value for pixels that come from outside the image.
+        ignore_index: mask value for pixels that the warp brings in from outside the image.
+
+    Returns:
+        In order: ``A.Affine`` (shift, scale, rotate; mask by nearest neighbour),
+        ``A.ColorJitter`` and ``A.GaussNoise`` (image only), each present when its probability is above 0.
     """
     steps: list[A.BasicTransform] = []
-    if aug.hflip > 0:
-        steps.append(A.HorizontalFlip(p=aug.hflip))
-    if aug.vflip > 0:
-        steps.append(A.VerticalFlip(p=aug.vflip))
-    if aug.rotate90 > 0:
-        steps.append(A.RandomRotate90(p=aug.rotate90))
     if aug.shift_scale_rotate > 0:
         steps.append(
             A.Affine(
@@ -65,13 +65,12 @@ def training_augmentations(aug: AugmentConfig, ignore_index: int = 255) -> list[
     return steps
 
 
-def normalize_to_tensor() -> list[A.BasicTransform]:
-    """ImageNet normalisation, then HWC numpy -> CHW float tensor (mask -> tensor)."""
-    return [A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD), ToTensorV2()]
-
-
 def get_transforms(cfg: Config, train: bool, seed: int | None = None) -> A.Compose:
     """Build the training or validation pipeline.
+
+    Training is ``train_transform`` (notebook 02's exercise) with the config's flip and turn
+    probabilities and the recipe's extra steps (``extra_augmentations``) before the
+    normalisation; validation is ``get_inference_transform``.
 
     Args:
         cfg: the configuration (``data.image_size``, ``data.ignore_index``, ``augment.*``).
@@ -85,21 +84,28 @@ def get_transforms(cfg: Config, train: bool, seed: int | None = None) -> A.Compo
         in: image (H, W, 3) uint8, mask (H, W) uint8; out: image (3, S, S) float32, mask (S, S)
         with S = ``cfg.data.image_size``.
     """
-    size = cfg.data.image_size
-    steps: list[A.BasicTransform] = [
-        A.Resize(size, size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST)
-    ]
-    if train:
-        steps += training_augmentations(cfg.augment, cfg.data.ignore_index)
-    steps += normalize_to_tensor()
-    return A.Compose(steps, seed=seed)
+    if not train:
+        return get_inference_transform(cfg.data.image_size)
+    aug = cfg.augment
+    transform = train_transform(
+        cfg.data.image_size,
+        hflip=aug.hflip,
+        vflip=aug.vflip,
+        rotate90=aug.rotate90,
+        extra=extra_augmentations(aug, cfg.data.ignore_index),
+    )
+    transform.set_random_seed(seed)  # the same as A.Compose(..., seed=seed)
+    return transform
 
 
 def get_inference_transform(image_size: int) -> A.Compose:
-    """Resize + normalise + to-tensor for prediction (the mask target is optional)."""
+    """Resize + normalise + to-tensor for validation and prediction (the mask target is optional)."""
     return A.Compose(
-        [A.Resize(image_size, image_size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST)]
-        + normalize_to_tensor()
+        [
+            A.Resize(image_size, image_size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST),
+            A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+            ToTensorV2(),
+        ]
     )
 
 
@@ -118,15 +124,18 @@ def denormalize(image: torch.Tensor) -> np.ndarray:
 def paired_hflip(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mirror an image and its mask left-right, together (the smallest paired augmentation).
 
+    The instance track's training data (``workshop.instance.data``) flips an image and its
+    object masks with it.
+
     Args:
         image: (H, W, 3) or (H, W) array.
-        mask: (H, W) class ids.
+        mask: (H, W) class ids, or (K, H, W): one mask per object. The width is the last axis.
 
     Returns:
         (flipped image, flipped mask): new contiguous arrays; the inputs are not changed.
 
     Shape:
-        image (H, W, C) -> (H, W, C); mask (H, W) -> (H, W). Column ``x`` moves to ``W - 1 - x``.
+        image (H, W, C) -> (H, W, C); mask (..., H, W) -> (..., H, W). Column ``x`` moves to ``W - 1 - x``.
 
     Example:
         >>> img, m = paired_hflip(np.array([[[1], [2]]]), np.array([[0, 1]]))
@@ -135,18 +144,30 @@ def paired_hflip(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.nd
 
     Taught in: notebooks/02_augmentation.ipynb
     """
-    return np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
+    return np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(mask[..., ::-1])
 
 
-def train_transform(image_size: int) -> A.Compose:
-    """A small training pipeline: resize, random flip and 90-degree rotation, normalise, to tensor.
+def train_transform(
+    image_size: int,
+    *,
+    hflip: float = 0.5,
+    vflip: float = 0.0,
+    rotate90: float = 0.5,
+    extra: Sequence[A.BasicTransform] = (),
+) -> A.Compose:
+    """The training pipeline: resize, random flip and 90-degree rotation, normalise, to tensor.
 
     The mask is resized with nearest-neighbour (no new class ids) and goes through the same
-    flip and rotation as the image, because both are passed to one ``Compose`` call. Colour is not
-    touched, so this is the geometric core of ``get_transforms(cfg, train=True)``.
+    flip and rotation as the image, because both are passed to one ``Compose`` call. With the
+    defaults this is notebook 02's exercise. ``get_transforms(cfg, train=True)``, which training
+    runs, calls it with the config's probabilities and its ``extra`` steps (a warp, colour, noise).
 
     Args:
         image_size: side of the square output.
+        hflip: probability of a left-right flip.
+        vflip: probability of an upside-down flip (0: upright photos never appear upside down).
+        rotate90: probability of a turn by 90, 180 or 270 degrees.
+        extra: more random steps, applied after the turn and before the normalisation.
 
     Returns:
         A ``Compose`` called as ``t(image=..., mask=...)``.
@@ -162,11 +183,12 @@ def train_transform(image_size: int) -> A.Compose:
 
     Taught in: notebooks/02_augmentation.ipynb
     """
+    flips = [A.HorizontalFlip(p=hflip), A.VerticalFlip(p=vflip), A.RandomRotate90(p=rotate90)]
     return A.Compose(
         [
             A.Resize(image_size, image_size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST),
-            A.HorizontalFlip(p=0.5),
-            A.RandomRotate90(p=0.5),
+            *[step for step in flips if step.p > 0],  # probability 0: the step is left out
+            *extra,
             A.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
             ToTensorV2(),
         ]

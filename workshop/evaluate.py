@@ -282,7 +282,7 @@ def _confusion_png(cm: np.ndarray, names: list[str], path: Path) -> None:
 def _worst_png(source, items, ious, model, size, device, threshold, label_map, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from workshop.inference import predict_image
+    from workshop.inference import predict_mask
     from workshop.viz import colorize_mask
 
     if not items:
@@ -291,7 +291,7 @@ def _worst_png(source, items, ious, model, size, device, threshold, label_map, p
     fig, axes = plt.subplots(len(items), 3, figsize=(9, 3 * len(items)), squeeze=False)
     for row, (item, iou) in enumerate(zip(items, ious)):
         sample = source.read(item)
-        pred = predict_image(model, sample.image, size, device, threshold)
+        pred = predict_mask(model, sample.image, size, threshold)
         for ax, pic, title in zip(axes[row], (sample.image, colorize_mask(sample.mask, palette), colorize_mask(pred, palette)),
                                   (f"{item.name}", "label", f"prediction (IoU {iou:.3f})" if iou is not None else "prediction")):
             ax.imshow(pic)

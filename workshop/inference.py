@@ -74,19 +74,14 @@ def probabilities_to_mask(probs: np.ndarray, threshold: float = 0.5) -> np.ndarr
     return probs.argmax(axis=0).astype(np.int64)
 
 
-def predict_image(model: nn.Module, image: np.ndarray, image_size: int, device="cpu", threshold: float = 0.5) -> np.ndarray:
-    """Predicted class ids for one image at its own size. Shape: (H, W, 3) uint8 -> (H, W) int64."""
-    return probabilities_to_mask(predict_probabilities(model, image, image_size, device), threshold)
-
-
 def predict_mask(model: nn.Module, image: np.ndarray, image_size: int, threshold: float = 0.5) -> np.ndarray:
     """Predict the mask of one image, at the image's own size (the function of notebook 08).
 
     The steps: resize and normalise the image as in validation (``get_inference_transform``),
     add a batch axis, run the model in eval mode without gradients (batch-norm uses its stored
     statistics and learns nothing from this image), resize the logits back to the image's size,
-    then logits -> probabilities -> class ids. It computes the same mask as :func:`predict_image`,
-    on the model's own device.
+    then logits -> probabilities -> class ids, on the model's own device. ``workshop predict``
+    (``predict_paths``) and ``workshop evaluate`` (its worst-images page) predict with it.
 
     Args:
         model: a trained model (binary: 1 output channel; multiclass: one per class).
@@ -156,13 +151,16 @@ def predict_paths(
     inputs: str | os.PathLike,
     out_dir: str | os.PathLike,
     image_size: int,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     threshold: float = 0.5,
     alpha: float = 0.5,
     label_map: "LabelMap | None" = None,
     class_names: tuple[str, ...] | list[str] = ("background", "foreground"),
 ) -> list[dict[str, Any]]:
     """Predict every image of a file or folder; write ``NAME_mask.png`` and ``NAME_overlay.png``.
+
+    Each mask comes from ``predict_mask`` (notebook 08's exercise); ``device``: where the model runs
+    (None: where it is; else it is moved there first).
 
     Binary models: ``NAME_mask.png`` is 0/255. Multiclass models (``label_map`` given):
     ``class_names`` names a binary model's two classes in the shares. ``NAME_mask.png`` is colour-coded with the label map's colours (a palette PNG whose values are
@@ -186,12 +184,14 @@ def predict_paths(
         files = [src]
     else:
         raise DataError(f"input not found: {src}")
+    if device is not None:
+        model = model.to(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for f in files:
         image = read_image(f)
-        mask = predict_image(model, image, image_size, device, threshold)
+        mask = predict_mask(model, image, image_size, threshold)
         record: dict[str, Any] = {"image": str(f)}
         if label_map is not None:
             mask_path = save_color_mask_png(mask, out / f"{f.stem}_mask.png", label_map)

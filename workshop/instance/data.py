@@ -29,6 +29,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from workshop.augment import paired_hflip
 from workshop.data.io import read_image
 from workshop.data.polygons import drop_empty_masks, load_polygon_labels, render_instance_masks
 from workshop.errors import DataError
@@ -225,7 +226,7 @@ class DetectionDataset(Dataset):
         """
         # one draw per augmentation that is on, in this order (horizontal flips alone draw as before)
         if rng.random() < self.hflip:
-            image, masks = image[:, ::-1], masks[:, :, ::-1]
+            image, masks = paired_hflip(image, masks)
         if self.vflip and rng.random() < self.vflip:
             image, masks = image[::-1], masks[:, ::-1]
         if self.rotate90 and rng.random() < self.rotate90:

@@ -20,7 +20,14 @@ import pkgutil
 
 from workshop.tasks.core import Check, CheckFailure, Exercise, Verdict, expect
 
-__all__ = ["Check", "CheckFailure", "Exercise", "Verdict", "expect", "all_exercises", "get_exercise"]
+__all__ = ["TEACHING_ONLY", "Check", "CheckFailure", "Exercise", "Verdict", "expect", "all_exercises", "get_exercise"]
+
+TEACHING_ONLY: dict[str, str] = {}
+"""Exercises whose reference the pipeline does not run, with the reason (at most two).
+
+Every other reference is the code that ``workshop train``, ``evaluate`` and ``predict`` run, so
+``tasks.X.solution()`` shows the code that works; tests/test_reference_spy.py checks both.
+"""
 
 _REGISTRY: dict[str, Exercise] | None = None
 

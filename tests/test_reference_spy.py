@@ -37,8 +37,6 @@ from workshop.tasks import TEACHING_ONLY, all_exercises
 
 # Twins another branch is replacing (issue 23): remove a name when its reference runs.
 PENDING_OTHER_WORK: dict[str, str] = {
-    "SegmentationDataset": "training reads data through SourceDataset (data layer)",
-    "merge_binary_masks": "no source merges per-class binary masks yet (data layer)",
     "replace_predictors": "create_maskrcnn builds its predictors inline (instance track)",
     "train_one_epoch": "fit runs its own loop, not engine.train_epoch_simple (engine)",
     "iou_score": "training scores with binary_iou and SegmentationMetrics (engine)",
@@ -139,8 +137,10 @@ def test_the_spy_sees_calls_through_aliases_and_wrappers_and_nothing_else() -> N
 
 # data.num_workers: 0 (the smoke default, said out loud): a DataLoader worker process is out of the tracer's sight
 BINARY = "data: {num_workers: 0}\nmodel: {encoder_weights: null}\ntrain: {device: cpu}\n"
-MULTICLASS = ("data: {task: multiclass, num_workers: 0}\nmodel: {arch: tv_deeplabv3_mobilenet_v3_large, encoder_weights: null}\n"
-              "train: {device: cpu, loss: dice_ce}\n")
+# multiclass from a folder of one binary mask per class (as Open Images ships them): merge_binary_masks runs
+MULTICLASS = ("data: {{source: folder, root: '{root}', class_masks: true, task: multiclass, num_workers: 0}}\n"
+              "model: {{arch: tv_deeplabv3_mobilenet_v3_large, encoder_weights: null}}\n"
+              "train: {{device: cpu, loss: dice_ce}}\n")
 INSTANCE = """\
 data: {source: embedded, task: instance, num_images: 16, image_size: 64}
 train: {device: cpu}
@@ -159,9 +159,23 @@ def _images(folder: Path, n: int = 2, size: int = 48) -> Path:
     return folder
 
 
+def _class_mask_folder(root: Path, n: int = 12, size: int = 48) -> Path:
+    """``images/k.png`` and ``masks/{road,car}/k.png``: a road band and a car square, both binary."""
+    _images(root / "images", n, size)
+    for k in range(n):
+        road, car = np.zeros((size, size + 8), np.uint8), np.zeros((size, size + 8), np.uint8)
+        road[k % 5 * 4: k % 5 * 4 + 12] = 255
+        car[10 + k: 26 + k, 8 + k: 24 + k] = 255
+        for cls, mask in (("road", road), ("car", car)):
+            (root / "masks" / cls).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(mask).save(root / "masks" / cls / f"photo_{k}.png")
+    return root
+
+
 def _commands(tmp: Path) -> Iterator[list[str]]:
     photos = _images(tmp / "photos")
-    for name, config in (("binary", BINARY), ("multiclass", MULTICLASS), ("instance", INSTANCE)):
+    multiclass = MULTICLASS.format(root=_class_mask_folder(tmp / "classes").as_posix())
+    for name, config in (("binary", BINARY), ("multiclass", multiclass), ("instance", INSTANCE)):
         path = tmp / f"{name}.yaml"
         path.write_text(config)
         run = tmp / f"run-{name}"

@@ -52,7 +52,7 @@ the instructor's files (where Landlock is available). Without Landlock (macOS, o
 filesystem is not isolated: run the grader as a separate user or in a container there. A learner who
 hard-codes the checks' expected values is not detected; the checks' inputs are fixed and public.
 
-Taught in: not taught (instructor tooling; see the README's "For instructors").
+Taught in: not taught (instructor tooling; see docs/instructors.md).
 """
 
 from __future__ import annotations

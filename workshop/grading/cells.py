@@ -23,7 +23,7 @@ Notebooks that do not follow the script get a status instead of a crash:
 
 Cells are numbered from 1 at the top of the notebook, markdown cells included.
 
-Taught in: not taught; instructors use it through ``workshop grade`` (see the README).
+Taught in: not taught; instructors use it through ``workshop grade`` (see docs/instructors.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """``workshop grade``: the subcommand's arguments and what it prints.
 
-Taught in: not taught (instructor tooling; the README's "For instructors").
+Taught in: not taught (instructor tooling; docs/instructors.md).
 """
 
 from __future__ import annotations

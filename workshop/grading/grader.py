@@ -346,7 +346,7 @@ def grade_self(notebook: str | Path, timeout: int = 60) -> tuple[Gradebook, str]
 
     In Google Colab the notebook is not a file on the machine: mount Google Drive and pass its path
     (``/content/drive/MyDrive/Colab Notebooks/06_....ipynb``), or download it (File > Download .ipynb)
-    and upload it into the Files panel (``/content/06_....ipynb``); see the README.
+    and upload it into the Files panel (``/content/06_....ipynb``); see docs/instructors.md.
     """
     from workshop.grading.gradebook import feedback_text
 

@@ -138,20 +138,20 @@ def test_unknown_part_fails_before_any_training() -> None:
 
 def test_resume_with_workers_ends_with_the_same_weights(tmp_path) -> None:
     """Two DataLoader workers, stopped mid-stage and resumed: the weights of a run never stopped."""
-    stages = [Stage("heads", 2, 0.005, 1, trainable="heads"), Stage("all", 1, 0.002, 1, trainable="all")]
-    data = DetectionDataset(list(range(5)), SquareLoader(), train=True, seed=3, vflip=0.5)
+    stages = [Stage("heads", 2, 0.005, 1, trainable="heads"), Stage("last", 1, 0.002, 1, trainable=["heads", "backbone.stage5"])]
+    data = DetectionDataset(list(range(4)), SquareLoader(), train=True, seed=3, vflip=0.5)
     whole = small_model()
-    train_stages(whole, stages, plans_for(stages, 5), data, 2, run_dir=tmp_path / "whole", log=quiet, num_workers=2)
+    train_stages(whole, stages, plans_for(stages), data, 2, run_dir=tmp_path / "whole", log=quiet, num_workers=2)
     cut = small_model()
     with pytest.raises(KeyboardInterrupt):
-        train_stages(cut, stages, plans_for(stages, 5), data, 2, run_dir=tmp_path / "cut", log=quiet, num_workers=2,
-                     hooks=[StopAt(0, 4)], checkpoint_every=0)  # the second epoch of stage 1, past a checkpoint-free stretch
+        train_stages(cut, stages, plans_for(stages), data, 2, run_dir=tmp_path / "cut", log=quiet, num_workers=2,
+                     hooks=[StopAt(0, 3)], checkpoint_every=0)  # in the second epoch of stage 1
     resumed = small_model(seed=5)
     torch.manual_seed(123)  # the resumed process's own random state must not matter
     lines: list[str] = []
-    train_stages(resumed, stages, plans_for(stages, 5), data, 2, run_dir=tmp_path / "cut", resume=tmp_path / "cut",
+    train_stages(resumed, stages, plans_for(stages), data, 2, run_dir=tmp_path / "cut", resume=tmp_path / "cut",
                  log=lines.append, num_workers=2)
-    assert lines[0] == "resuming: stage 1/2 (heads) at step 4/6"
+    assert lines[0] == "resuming: stage 1/2 (heads) at step 3/4"
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
 

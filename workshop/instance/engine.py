@@ -137,6 +137,9 @@ def train_loader(dataset, batch_size: int, seed: int, stage: int, first: int, de
 
     The loader has its own generator, so starting its workers draws nothing from torch's global
     random state (which the model's proposal sampling uses and the checkpoints save).
+
+    Shape:
+        yields ``(images, targets)``: lists of ``batch_size`` (3, H_i, W_i) float tensors and target dicts.
     """
     return DataLoader(dataset, batch_sampler=StepBatches(len(dataset), batch_size, seed, stage, first),
                       collate_fn=collate_detection, generator=torch.Generator().manual_seed(seed),
@@ -144,7 +147,11 @@ def train_loader(dataset, batch_size: int, seed: int, stage: int, first: int, de
 
 
 def to_device(images: list[torch.Tensor], targets: list[dict[str, Any]], device: torch.device):
-    """Move a batch to ``device`` (non-blocking: from pinned memory the copy overlaps the computation)."""
+    """Move a batch to ``device`` (non-blocking: from pinned memory the copy overlaps the computation).
+
+    Shape:
+        the lists of :func:`train_loader`, unchanged but for the device (``image_id`` stays an int).
+    """
     images = [img.to(device, non_blocking=True) for img in images]
     targets = [{k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in t.items()}
                for t in targets]
@@ -187,6 +194,11 @@ def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, images, ta
 
     Raises:
         TrainingError: the loss is NaN or infinite (the message names the terms and the likely causes).
+
+    Shape:
+        images: list of (3, H_i, W_i) float 0..1; targets: list of {"boxes" (N_i, 4), "labels" (N_i,),
+        "masks" (N_i, H_i, W_i)} -> {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
+        "loss_rpn_box_reg", "loss"} floats.
 
     Taught in: notebooks/10_instance.ipynb
     """

@@ -139,19 +139,19 @@ def test_unknown_part_fails_before_any_training() -> None:
 def test_resume_with_workers_ends_with_the_same_weights(tmp_path) -> None:
     """Two DataLoader workers, stopped mid-stage and resumed: the weights of a run never stopped."""
     stages = [Stage("heads", 2, 0.005, 1, trainable="heads"), Stage("last", 1, 0.002, 1, trainable=["heads", "backbone.stage5"])]
-    data = DetectionDataset(list(range(4)), SquareLoader(), train=True, seed=3, vflip=0.5)
+    data = DetectionDataset(list(range(2)), SquareLoader(), train=True, seed=3, vflip=0.5)  # one step per epoch
     whole = small_model()
-    train_stages(whole, stages, plans_for(stages), data, 2, run_dir=tmp_path / "whole", log=quiet, num_workers=2)
+    train_stages(whole, stages, plans_for(stages, 2), data, 2, run_dir=tmp_path / "whole", log=quiet, num_workers=2)
     cut = small_model()
     with pytest.raises(KeyboardInterrupt):
-        train_stages(cut, stages, plans_for(stages), data, 2, run_dir=tmp_path / "cut", log=quiet, num_workers=2,
-                     hooks=[StopAt(0, 3)], checkpoint_every=0)  # in the second epoch of stage 1
+        train_stages(cut, stages, plans_for(stages, 2), data, 2, run_dir=tmp_path / "cut", log=quiet, num_workers=2,
+                     hooks=[StopAt(0, 1)], checkpoint_every=0)  # after the first epoch of stage 1
     resumed = small_model(seed=5)
     torch.manual_seed(123)  # the resumed process's own random state must not matter
     lines: list[str] = []
-    train_stages(resumed, stages, plans_for(stages), data, 2, run_dir=tmp_path / "cut", resume=tmp_path / "cut",
+    train_stages(resumed, stages, plans_for(stages, 2), data, 2, run_dir=tmp_path / "cut", resume=tmp_path / "cut",
                  log=lines.append, num_workers=2)
-    assert lines[0] == "resuming: stage 1/2 (heads) at step 3/4"
+    assert lines[0] == "resuming: stage 1/2 (heads) at step 1/2"
     for key, value in whole.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
 
@@ -208,9 +208,9 @@ def test_loader_settings_refuse_a_bad_worker_count() -> None:
 
 
 def test_the_training_loader_on_cuda_has_workers_and_pinned_memory(monkeypatch) -> None:
-    monkeypatch.setattr(engine.os, "cpu_count", lambda: 6)
+    monkeypatch.setattr(engine.os, "cpu_count", lambda: 3)
     loader = train_loader(tiny_set(), 2, seed=0, stage=0, first=0, device=torch.device("cuda"))
-    assert (loader.num_workers, loader.pin_memory, loader.prefetch_factor) == (5, True, 4)
+    assert (loader.num_workers, loader.pin_memory, loader.prefetch_factor) == (2, True, 4)
     loader = train_loader(tiny_set(), 2, seed=0, stage=0, first=0, device=torch.device("cpu"))
     assert (loader.num_workers, loader.pin_memory) == (0, False)
 

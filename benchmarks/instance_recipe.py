@@ -50,9 +50,10 @@ VARIANTS = {
 
 def score_run(run: Path, nms: float | None = None) -> dict:
     """Mask/box mAP and duplicates of a run's best checkpoint on its own validation split (at ``nms``, or the run's)."""
+    from workshop.instance.data import detection_splits
+    from workshop.instance.engine import load_instance_model
     from workshop.instance.evaluate import score_predictions
-    from workshop.instance.runs import load_instance_config, load_instance_model
-    from workshop.instance.sources import detection_splits
+    from workshop.instance.runs import load_instance_config
 
     model, state = load_instance_model(run)
     if nms is not None:

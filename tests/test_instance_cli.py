@@ -90,11 +90,11 @@ def test_refit_shrinks_and_grows_the_rest_of_the_plan_in_proportion():
 
 
 def test_a_budget_run_refits_its_plan_when_the_steps_are_slower_than_timed(tiny_config, tmp_path, monkeypatch, capsys):
-    import workshop.instance.trainer as trainer
+    import workshop.instance.budget as budget
 
     # the timing before training says 1 ms per step (about 100x too fast), so the first plan is far too long
-    monkeypatch.setattr(trainer, "calibrate_step_seconds", lambda model, stages, *a, **k: [0.001] * len(stages))
-    monkeypatch.setattr(trainer, "REFIT_EVERY", 4)
+    monkeypatch.setattr(budget, "calibrate_step_seconds", lambda model, stages, *a, **k: [0.001] * len(stages))
+    monkeypatch.setattr(budget, "REFIT_EVERY", 4)
     run = tmp_path / "run"
     assert main(["train", "--config", str(tiny_config), "--run-dir", str(run), "--max-minutes", "0.5"]) == 0
     out = capsys.readouterr().out
@@ -264,7 +264,7 @@ def test_cli_predict_writes_ids_and_coco_results(tiny_run, tmp_path):
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
 
-    from workshop.instance.sources import EmbeddedInstanceSource
+    from workshop.instance.data import EmbeddedInstanceSource
 
     images = EmbeddedInstanceSource(16, 64, 0).root / "images"
     out = tmp_path / "pred"
@@ -395,7 +395,7 @@ def _via_fixture(folder: Path, n: int = 2) -> Path:
 
 def test_annotation_file_gives_instances_and_named_validation(tmp_path):
     from workshop.instance.runs import load_instance_config
-    from workshop.instance.sources import detection_splits
+    from workshop.instance.data import detection_splits
 
     train, val = _via_fixture(tmp_path / "train", 3), _via_fixture(tmp_path / "val", 2)
     cfg_file = tmp_path / "c.yaml"
@@ -422,7 +422,7 @@ def test_kudzu_reads_as_instances():
     if not kudzu.is_dir():
         pytest.skip("../shared/datasets/kudzu is not here")
     from workshop.config import load_config
-    from workshop.instance.sources import detection_splits
+    from workshop.instance.data import detection_splits
 
     cfg = load_config(overrides={"data": {"source": "annotations", "task": "instance",
                                           "root": str(kudzu / "train" / "via_region_data.json"),

@@ -177,5 +177,6 @@ def test_pennfudan_split_and_samples() -> None:
     assert target["masks"].shape[1:] == image.shape[1:] and len(target["boxes"]) >= 1
     boxes = target["boxes"]
     assert bool((boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all())
-    total = sum(len(idata._pennfudan_load(pair)[2]) for pair in idata.pennfudan_dataset(root, "all").items)
+    everything = idata.pennfudan_dataset(root, "all")
+    total = sum(len(everything.load(item)[2]) for item in everything.items)
     assert total == 423

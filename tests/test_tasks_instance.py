@@ -212,3 +212,61 @@ def test_tiny_maskrcnn_trains_one_step_after_replacement() -> None:
     losses = model([torch.rand(3, 32, 32)], [target])
     assert {"loss_classifier", "loss_mask"} <= set(losses)
     sum(losses.values()).backward()
+
+
+# ---------------------------------------------------------------- the references are what the pipeline runs
+
+
+def test_create_maskrcnn_calls_the_replace_predictors_reference(monkeypatch) -> None:
+    import workshop.instance.model as im
+
+    calls: list[int] = []
+    real = im.replace_predictors
+    assert PREDICTORS.reference is real
+    monkeypatch.setattr(im, "replace_predictors", lambda model, n: calls.append(n) or real(model, n))
+    model = im.create_maskrcnn(num_classes=4, weights=None, min_size=64, max_size=64)
+    assert calls == [4]
+    assert model.roi_heads.box_predictor.cls_score.out_features == 4
+    assert model.roi_heads.mask_predictor.mask_fcn_logits.out_channels == 4
+    assert model.roi_heads.mask_predictor.mask_fcn_logits.weight.std() < 0.01  # small start after the replacement
+
+
+SPY_CONFIG = """\
+data: {source: embedded, task: instance, num_images: 8, image_size: 64}
+train: {device: cpu}
+instance: {image_size: 64, batch_size: 2, min_stage_steps: 1, eval_every_stage: false}
+stages:
+  - {title: heads, epochs: 1, lr: 0.01, step_size: 1, trainable: heads}
+"""
+
+
+def test_every_instance_reference_runs_in_workshop_train_evaluate_and_predict(tmp_path, monkeypatch) -> None:
+    """Spy on each exercise's reference where the pipeline looks it up; each command must call them."""
+    import workshop.data.polygons as polygons
+    import workshop.instance.data as idata
+    import workshop.instance.model as im
+    from workshop.cli import main
+
+    calls = {ex.name: 0 for ex in ALL}
+    for module, exercise in ((polygons, POLYGON), (idata, BOX), (im, PREDICTORS)):
+        assert getattr(module, exercise.name) is exercise.reference
+
+        def spy(*args, _real=exercise.reference, _name=exercise.name, **kwargs):
+            calls[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, exercise.name, spy)
+    config = tmp_path / "spy.yaml"
+    config.write_text(SPY_CONFIG)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--run-dir", str(run)]) == 0
+    assert all(calls.values()), f"not called by workshop train: {[n for n, c in calls.items() if not c]}"
+    calls = dict.fromkeys(calls, 0)
+    assert main(["evaluate", str(run), "embedded", "--out", str(tmp_path / "eval")]) == 0
+    assert calls["polygon_to_mask"] and calls["mask_to_box"] and calls["replace_predictors"]  # data, targets, the model
+    calls = dict.fromkeys(calls, 0)
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(images / "a.png")
+    assert main(["predict", str(run), str(images), "--out", str(tmp_path / "pred")]) == 0
+    assert calls["replace_predictors"] == 1  # predicting rebuilds the model; it reads no labels

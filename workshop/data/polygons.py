@@ -237,15 +237,14 @@ def render_instance_id_mask(
     """
     _check_size(height, width)
     wanted = _check_classes(classes)
-    canvas = Image.new("I", (width, height), 0)
-    draw = ImageDraw.Draw(canvas)
+    ids = np.zeros((height, width), np.int64)
     next_id = 1
-    for obj in objects:
+    for obj in objects:  # polygon_to_mask is notebook 10's exercise: its reference draws every instance
         fill = 0
         if obj["class"] in wanted:
             fill, next_id = next_id, next_id + 1
-        draw.polygon(_as_xy(obj["points"]), fill=fill)
-    return np.asarray(canvas).astype(np.int64)
+        ids[polygon_to_mask(obj["points"], height, width)] = fill
+    return ids
 
 
 def render_instance_masks(

@@ -1,18 +1,23 @@
-"""Instance-segmentation data: from polygons or instance-id masks to torchvision detection targets.
+"""Instance-segmentation data: from any source with instances to torchvision detection samples.
 
-One sample's journey::
+This is the instance track's one detection adapter. One sample's journey::
 
-    polygon JSON (labels/x.json)  --render_instance_masks-->  masks (K, H, W) bool, one per object
-    instance-id PNG (0, 1..K)     --ids == k-------------->   masks (K, H, W) bool
-      -> drop empty masks (fully hidden objects), optional downscale, optional horizontal flip
-      -> boxes from masks ([x0, y0, x1, y1], x1 = last column + 1)
+    a source's Sample (image (H, W, 3) uint8, instances: masks (K, H, W) bool, labels (K,), iscrowd)
+      polygon labels (labels/x.json)   --render_instance_masks-->  masks (K, H, W) bool
+      instance-id PNG (0, 1..K)        --ids == k-------------->   masks (K, H, W) bool
+      COCO / VIA / LabelMe / CVAT       --workshop.data.sources->   masks (K, H, W) bool
+      -> SourceReader: crowd regions dropped      -> (image, masks, labels)
+      -> DetectionDataset: optional downscale, flips / quarter turns keyed by (seed, epoch, index)
+      -> detection_target: empty masks dropped, boxes from masks ([x0, y0, x1, y1], x1 = last column + 1)
       -> image (3, H, W) float32 in [0, 1], target {"boxes", "labels", "masks", "image_id"}
+      -> collate_detection: a batch is (list of images, list of targets)
 
 Images are NOT normalised with ImageNet statistics here: torchvision's detection models do that
 inside (``model.transform``), together with the resizing to ``min_size``/``max_size``.
 
-A DataLoader over these samples needs :func:`collate_detection`: images have different sizes and
-different numbers of objects, so a batch is a tuple of lists, not stacked tensors.
+Which source a config names (:func:`instance_source`, :func:`detection_splits`) sits at the end of
+the module; every reader here is a plain class (no closures), so DataLoader workers started with
+``spawn`` (macOS, Windows) can pickle the data set.
 
 Taught in: notebooks/10_instance.ipynb
 """
@@ -32,21 +37,28 @@ from torch.utils.data import Dataset
 from workshop.augment import paired_hflip
 from workshop.data.io import read_image
 from workshop.data.polygons import drop_empty_masks, load_polygon_labels, render_instance_masks
-from workshop.errors import DataError
+from workshop.data.sources.base import Instances, Item, Sample, Source
+from workshop.errors import ConfigError, DataError
 
 __all__ = [
     "DetectionDataset",
+    "EmbeddedInstanceSource",
     "PENNFUDAN_VAL_FRACTION",
+    "PolygonInstanceSource",
+    "SourceReader",
     "collate_detection",
+    "detection_dataset",
+    "detection_splits",
     "detection_target",
     "find_pennfudan",
+    "instance_source",
     "load_instance_source",
     "mask_to_box",
     "normalize_image",
+    "open_instance_source",
     "pennfudan_dataset",
     "polygon_dataset",
     "resize_instances",
-    "split_items",
 ]
 
 Loader = Callable[[Any], tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -54,6 +66,9 @@ Loader = Callable[[Any], tuple[np.ndarray, np.ndarray, np.ndarray]]
 PENNFUDAN_VAL_FRACTION = 0.2
 """Share of Penn-Fudan held out for validation: 34 of 170 images, fixed by seed 0 (the same split as
 ``workshop.data.registry.load_dataset("pennfudan", split="val")``)."""
+
+EMBEDDED_THINGS = ("building",)
+"""Classes of the embedded set that are objects (instances); roads, trees and water are background."""
 
 
 def normalize_image(image: np.ndarray) -> Tensor:
@@ -185,6 +200,11 @@ class DetectionDataset(Dataset):
         seed: seed of the augmentation (each item's draw depends on ``seed``, the epoch and its index).
         hflip, vflip, rotate90: probabilities of each augmentation (used when ``train``).
 
+    ``dataset[i]`` augments for the epoch of :meth:`set_epoch`; ``dataset[(i, epoch)]`` for the
+    epoch given. The training loop's loader asks for pairs: the draw of every sample is then a pure
+    function of ``(seed, epoch, index)``, whichever DataLoader worker reads it, so workers draw
+    different flips for different images and epochs, and a resumed run reads the same batches.
+
     Shape:
         item: ``(image (3, H, W) float32 in [0, 1], target)``, target as in :func:`detection_target`.
 
@@ -234,10 +254,11 @@ class DetectionDataset(Dataset):
             image, masks = np.rot90(image, turns, axes=(0, 1)), np.rot90(masks, turns, axes=(1, 2))
         return image, np.ascontiguousarray(masks)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Tensor, dict[str, Any]]:
+        index, epoch = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), self.epoch)
         image, masks, labels = self.raw(index)
         if self.train:
-            image, masks = self.augment(image, masks, np.random.default_rng([self.seed, self.epoch, index]))
+            image, masks = self.augment(image, masks, np.random.default_rng([self.seed, epoch, index]))
         return normalize_image(np.ascontiguousarray(image)), detection_target(masks, labels, image_id=index)
 
 
@@ -253,28 +274,115 @@ def collate_detection(batch: Sequence[tuple[Tensor, dict[str, Any]]]) -> tuple[l
     return list(images), list(targets)
 
 
-def split_items(n: int, val_fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
-    """A fixed, seeded train/validation split of ``range(n)`` (see ``workshop.data.loaders.split_indices``)."""
-    from workshop.data.loaders import split_indices
-
-    return split_indices(n, val_fraction, seed)
+# --------------------------------------------------------------------------- sources -> data sets
 
 
-# --------------------------------------------------------------------------- sources
+class SourceReader:
+    """Read one item of a source as ``(image, masks, labels)``; crowd regions (COCO ``iscrowd``) are left out.
+
+    torchvision's Mask R-CNN has no notion of crowd regions, so they are not training targets.
+
+    Args:
+        source: a ``workshop.data.sources`` source with instances.
+
+    Shape:
+        item -> image (H, W, 3) uint8, masks (K, H, W) bool, labels (K,) int64.
+    """
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+
+    def __call__(self, item: Item) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        sample = self.source.read(item)
+        inst = sample.instances
+        h, w = sample.image.shape[:2]
+        if inst is None or len(inst) == 0:
+            return sample.image, np.zeros((0, h, w), bool), np.zeros(0, np.int64)
+        masks, labels = np.asarray(inst.masks, bool), np.asarray(inst.labels, np.int64)
+        if inst.iscrowd is not None and np.asarray(inst.iscrowd).any():
+            keep = ~np.asarray(inst.iscrowd, bool)
+            masks, labels = masks[keep], labels[keep]
+        return sample.image, masks, labels
 
 
-def _polygon_loader(root: Path, classes: Sequence[str]) -> Loader:
-    class_ids = {name: i + 1 for i, name in enumerate(classes)}
+def detection_dataset(source: Source, items: Sequence[Item], train: bool = False, max_side: int | None = None,
+                      augment: dict[str, float] | None = None, seed: int = 0) -> DetectionDataset:
+    """A :class:`DetectionDataset` over ``items`` of ``source`` (flips / rotations when ``train``).
 
-    def load(label_file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        labels = load_polygon_labels(label_file)
-        image = read_image(root / "images" / labels["image"])
+    Args:
+        source: a source with instances (Penn-Fudan, an annotation file, :class:`PolygonInstanceSource`).
+        items: the samples to use (``source.items(split)``).
+        train: augment (see :class:`DetectionDataset`).
+        max_side: shrink larger images, or None.
+        augment: ``{"hflip": p, "vflip": p, "rotate90": p}`` (default: horizontal flips, p 0.5).
+        seed: seed of the augmentation.
+
+    Raises:
+        ConfigError: the source has no instances (its format is named).
+
+    Taught in: notebooks/10_instance.ipynb
+    """
+    _require_instances(source, source.format)
+    ds = DetectionDataset(items, SourceReader(source), train=train, max_side=max_side, seed=seed, **(augment or {}))
+    ds.source = source  # type: ignore[attr-defined]
+    return ds
+
+
+class PolygonInstanceSource(Source):
+    """Polygon labels as instances: ``root/labels/*.json`` (see ``workshop.data.polygons``) + ``root/images``.
+
+    Objects of ``classes`` become instances with labels 1, 2, ... in the order of ``classes``; other
+    objects (roads, trees) are background, drawn in list order so they hide what is below.
+
+    Shape:
+        read(item).instances.masks (K, H, W) bool, labels (K,) int64; .mask (H, W) the class ids.
+    """
+
+    format = "polygon labels (labels/*.json)"
+    has_instances = True
+
+    def __init__(self, root: str | os.PathLike, classes: Sequence[str] = ("building",), ignore_index: int = 255) -> None:
+        super().__init__("instance", ignore_index)
+        self.root = Path(root)
+        self.things = tuple(classes)
+
+    def items(self, split: str = "all") -> list[Item]:
+        self.require_split(split)
+        files = sorted((self.root / "labels").glob("*.json"))
+        if not files:
+            raise DataError(f"no polygon label files (*.json) in {self.root / 'labels'}")
+        return [Item(self.root / "images" / load_polygon_labels(f)["image"], None, f) for f in files]
+
+    def class_names(self) -> list[str]:
+        return ["background", *self.things]
+
+    def read(self, item: Item) -> Sample:
+        labels = load_polygon_labels(item.key)
+        image = read_image(self.root / "images" / labels["image"])
         h, w = image.shape[:2]
-        masks = render_instance_masks(labels["objects"], h, w, classes=tuple(classes))
-        ids = [class_ids[o["class"]] for o in labels["objects"] if o["class"] in class_ids]
-        return image, masks, np.asarray(ids, dtype=np.int64)
+        masks = render_instance_masks(labels["objects"], h, w, classes=self.things)
+        class_ids = {name: i + 1 for i, name in enumerate(self.things)}
+        ids = np.asarray([class_ids[o["class"]] for o in labels["objects"] if o["class"] in class_ids], np.int64)
+        semantic = np.zeros((h, w), np.int64)
+        for mask, label in zip(masks, ids):
+            semantic[mask] = label
+        return Sample(image, semantic, Instances(masks.astype(bool), ids, np.zeros(len(ids), bool)), name=item.name)
 
-    return load
+
+class EmbeddedInstanceSource(PolygonInstanceSource):
+    """The embedded aerial tiles with one instance per building, from their polygon labels.
+
+    Shape:
+        read(item).instances.masks (K, H, W) bool, labels (K,) all 1; .mask (H, W) 0/1.
+    """
+
+    format = "embedded data set (building polygons as instances)"
+
+    def __init__(self, num_images: int = 320, image_size: int = 128, seed: int = 0, ignore_index: int = 255) -> None:
+        from workshop.data.synthetic import embedded_dir, ensure_dataset
+
+        root = ensure_dataset(embedded_dir(num_images, image_size, seed), num_images, image_size, seed)
+        super().__init__(root, EMBEDDED_THINGS, ignore_index)
 
 
 def polygon_dataset(
@@ -286,12 +394,9 @@ def polygon_dataset(
 ) -> DetectionDataset:
     """Instances rendered from polygon labels (``root/labels/*.json`` + ``root/images``).
 
-    Objects of ``classes`` become instances with labels 1, 2, ... in the order of ``classes``;
-    other objects (roads, trees) are background, drawn in list order so they hide what is below.
-
     Args:
         root: data set folder, e.g. the embedded data set.
-        classes: the "thing" classes that have instances.
+        classes: the "thing" classes that have instances (labels 1, 2, ... in this order).
         indices: which label files (in sorted order) to use; None for all.
         train: random horizontal flips.
         max_side: shrink larger images, or None.
@@ -301,51 +406,11 @@ def polygon_dataset(
 
     Taught in: notebooks/10_instance.ipynb
     """
-    root = Path(root)
-    files = sorted((root / "labels").glob("*.json"))
-    if not files:
-        raise DataError(f"no polygon label files (*.json) in {root / 'labels'}")
+    source = PolygonInstanceSource(root, classes)
+    items = source.items()
     if indices is not None:
-        files = [files[i] for i in indices]
-    return DetectionDataset(files, _polygon_loader(root, classes), train=train, max_side=max_side)
-
-
-def _pennfudan_load(item) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Image, instance masks and labels of one Penn-Fudan item (an ``Item`` or an (image, mask) pair)."""
-    from workshop.data.sources.base import Item
-    from workshop.data.sources.pennfudan import read_sample
-
-    if not isinstance(item, Item):
-        item = Item(Path(item[0]), Path(item[1]))
-    sample = read_sample(item)
-    return sample.image, sample.instances.masks, sample.instances.labels
-
-
-def source_detection_dataset(source, split: str = "all", train: bool = False, max_side: int | None = None,
-                             seed: int = 0) -> DetectionDataset:
-    """Instances of any data source that has them (Penn-Fudan, COCO / VIA / LabelMe / CVAT annotations).
-
-    Args:
-        source: a ``workshop.data.sources`` source with ``has_instances``.
-        split: the source's split.
-        train: random horizontal flips.
-        max_side: shrink larger images, or None.
-
-    Raises:
-        ValueError: the source has no instances (its format is named).
-
-    Taught in: notebooks/10_instance.ipynb
-    """
-    if not source.has_instances:
-        raise ValueError(f"{source.format} has no instances (only semantic masks); use Penn-Fudan or an annotation file")
-
-    def load(item) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        sample = source.read(item)
-        inst = sample.instances
-        keep = ~inst.iscrowd if inst.iscrowd is not None else np.ones(len(inst), bool)
-        return sample.image, inst.masks[keep], inst.labels[keep]
-
-    return DetectionDataset(source.items(split), load, train=train, max_side=max_side, seed=seed)
+        items = [items[i] for i in indices]
+    return detection_dataset(source, items, train=train, max_side=max_side)
 
 
 def find_pennfudan(root: str | os.PathLike | None = None) -> Path | None:
@@ -374,7 +439,7 @@ def pennfudan_dataset(
 ) -> DetectionDataset:
     """Penn-Fudan pedestrians: ``PNGImages/x.png`` with instance-id masks ``PedMasks/x_mask.png``.
 
-    The split is fixed: the images sorted by name, then :func:`split_items` with seed 0 holds out
+    The split is fixed: the images sorted by name, then a split with seed 0 holds out
     ``val_fraction`` of them (34 of 170 by default) for validation, the split of
     ``workshop.data.registry``.
 
@@ -396,7 +461,8 @@ def pennfudan_dataset(
     if split not in ("train", "val", "all"):
         raise ValueError(f"unknown split {split!r}; choose one of: train, val, all")
     source = PennFudanSource(root, "instance", val_fraction=val_fraction, seed=0)
-    return source_detection_dataset(source, split, train=(split == "train") if train is None else train, max_side=max_side)
+    return detection_dataset(source, source.items(split), train=(split == "train") if train is None else train,
+                             max_side=max_side)
 
 
 def load_instance_source(name: str, root: str | os.PathLike, split: str = "all", **kwargs: Any) -> DetectionDataset:
@@ -413,5 +479,92 @@ def load_instance_source(name: str, root: str | os.PathLike, split: str = "all",
     if name == "annotations":
         from workshop.data.sources import open_source
 
-        return source_detection_dataset(open_source(root, task="instance"), split, **kwargs)
+        source = open_source(root, task="instance")
+        return detection_dataset(source, source.items(split), **kwargs)
     raise ValueError(f"unknown instance source {name!r}; choose one of: embedded, pennfudan, annotations")
+
+
+# --------------------------------------------------------------------------- the config's sources (workshop train)
+
+
+def instance_source(cfg: Any) -> Source:
+    """The source of ``cfg.data`` for the instance track.
+
+    Raises:
+        ConfigError: the source has no instances (the message lists the ones that do).
+    """
+    d = cfg.data
+    if d.source == "embedded":
+        return EmbeddedInstanceSource(d.num_images, d.image_size, d.seed, d.ignore_index)
+    from workshop.data.sources import source_from_config
+
+    src = source_from_config(cfg)
+    _require_instances(src, f"data.source={d.source!r}")
+    return src
+
+
+def open_instance_source(data: str, cfg: Any | None = None) -> Source:
+    """The source of a path or registered name (``workshop evaluate RUN DATA``), read as instances.
+
+    ``embedded`` names the embedded set of the run's config.
+
+    Raises:
+        DataError / ConfigError: nothing there, or a source without instances.
+    """
+    if data == "embedded" and not Path(data).exists():
+        d = cfg.data if cfg is not None else None
+        return EmbeddedInstanceSource(d.num_images, d.image_size, d.seed) if d else EmbeddedInstanceSource()
+    from workshop.data.sources import open_source
+
+    kwargs: dict[str, Any] = {}
+    if cfg is not None:
+        kwargs = dict(label_attribute=cfg.data.label_attribute, keep_unannotated=cfg.data.keep_unannotated)
+    src = open_source(data, task="instance", **kwargs)
+    _require_instances(src, str(data))
+    return src
+
+
+def _require_instances(src: Source, what: str) -> None:
+    if not getattr(src, "has_instances", False):
+        raise ConfigError(f"{what} ({src.format}) has no instances (one mask per object); the instance track "
+                          "reads: embedded, pennfudan, or an annotation file (data.source=annotations: COCO, VIA, "
+                          "LabelMe, CVAT)")
+
+
+def detection_splits(cfg: Any, max_side: int | None, augment: dict[str, float] | None = None, seed: int = 0):
+    """Training and validation detection sets of a config, the class names, and how validation was chosen.
+
+    Validation is ``data.val`` when given, else the publisher's split, else a seeded
+    ``data.val_fraction`` (``workshop.data.sources.config_splits``).
+
+    Returns:
+        ``(train_set, val_set, class_names, how)``.
+
+    Raises:
+        DataError: no training or no validation images.
+    """
+    from workshop.data.sources import config_splits
+
+    src = instance_source(cfg)
+    if cfg.data.val:
+        # data.val is read with its own labels: a one-class export whose regions carry no class
+        # attribute (kudzu's val file) reads as 'foreground', which is the training set's one class.
+        vsrc = open_instance_source(cfg.data.val, cfg)
+        tnames, vnames = list(src.class_names()), list(vsrc.class_names())
+        if vnames != tnames and not (len(vnames) == len(tnames) == 2):
+            raise ConfigError(f"data.val={cfg.data.val!r} has classes {vnames[1:]} but the training data has "
+                              f"{tnames[1:]}; give validation data with the same classes")
+        titems = src.items("train" if src.official_split() else "all")
+        tsrc, vitems, how = src, vsrc.items("all"), f"data.val {cfg.data.val}"
+    else:
+        splits = config_splits(cfg, src)
+        (tsrc, titems), (vsrc, vitems), how = splits.train, splits.val, splits.how
+    if not titems:
+        raise DataError(f"{tsrc.format}: no training images")
+    if not vitems:
+        raise DataError(f"{vsrc.format}: no validation images (set data.val to an annotation file or folder, "
+                        "or raise data.val_fraction)")
+    names = list(tsrc.class_names())
+    train = detection_dataset(tsrc, titems, train=True, max_side=max_side, augment=augment, seed=seed)
+    val = detection_dataset(vsrc, vitems, train=False, max_side=max_side)
+    return train, val, names, how

@@ -1,245 +1,230 @@
-"""Training Mask R-CNN: one epoch with a metric logger, and progressive stages with checkpoints.
+"""Training Mask R-CNN: the one loop of notebook 10 and ``workshop train``, its checkpoints and resuming.
 
-``train_one_epoch`` follows the shape of torchvision's detection references (written afresh here,
-without their distributed plumbing): the model returns a dict of losses in training mode, their sum
-is minimised, and a :class:`MetricLogger` prints smoothed values (median over a window, and the
-average over the epoch) with the time per step and an ETA.
+One step (:func:`training_step`): a batch of images -> the model's dict of losses (under autocast
+when AMP is on) -> their sum -> backward -> gradient clipping -> an SGD / AdamW step at the
+learning rate of :func:`workshop.instance.plan.stage_lr`. :func:`train_stages` runs the steps of a
+plan stage by stage; a stage sets what is trainable and starts a fresh optimiser.
 
-``run_stages`` runs a plan of :class:`~workshop.instance.stages.Stage` s in order. Before each stage
-it sets what is trainable, builds a fresh optimiser and a ``StepLR`` schedule; after each stage it
-writes ``RUN/checkpoints/stage<k>.pt`` and ``RUN/checkpoints/last.pt`` atomically (with
-:func:`workshop.engine.save_checkpoint`) and ``RUN/stages.json``. ``run_stages(..., resume=RUN)``
-reloads the last finished stage and skips the stages already done.
+The data path of a step::
 
-Shape:
-    batches from ``collate_detection``: (list of (3, H, W) float images, list of target dicts).
+    DetectionDataset[(index, epoch)]      (image (3, H, W) float 0..1, target), read in DataLoader workers
+      -> StepBatches                      the indices of step t: a seeded permutation per (stage, epoch)
+      -> collate_detection                (list of images, list of targets), pinned memory on CUDA
+      -> to_device (non_blocking)         -> training_step -> checkpoint
+
+The batches of a step are a pure function of ``(seed, stage, step)``, the augmentation a function
+of ``(seed, epoch, image)`` (not of the worker that reads it), and the checkpoint holds the
+optimiser's (and GradScaler's) state and torch's random state, CPU and CUDA (Mask R-CNN samples
+proposals at random, on the device it runs on). So a run stopped after any checkpoint and resumed
+on the same machine ends with the same weights as one that was never stopped; on a GPU this holds
+as far as its kernels are deterministic (``torch.use_deterministic_algorithms``).
+
+The one checkpoint layout (``RUN/checkpoints/last.pt``, also ``stage<k>.pt`` at the end of stage k)::
+
+    {"task": "instance", "model": state_dict, "stage": k, "step": t, "stages_done": k,
+     "optimizer": state or None, "scaler": state or None, "rng": {"cpu": ..., "cuda": [...] or None},
+     "history": [...], "plan": [StagePlan dicts], "stages": [Stage dicts], "titles": [...],
+     ... extra_state (workshop train: "config", "class_names", "model_args", "fit")}
+
+It is written every ``checkpoint_every`` steps, at the end of every stage, and when the run is
+interrupted (Ctrl-C); ``RUN/stages.json`` beside it is the plan and history in plain JSON.
 
 Taught in: notebooks/10_instance.ipynb
 """
 
 from __future__ import annotations
 
-import datetime
 import math
 import os
 import time
-from collections import deque
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from workshop.engine import CHECKPOINT_DIR, load_checkpoint, save_checkpoint, write_json_atomic
 from workshop.errors import TrainingError, WorkshopError
+from workshop.instance.data import collate_detection
 from workshop.instance.model import resolve_parts, set_trainable_parts
+from workshop.instance.plan import StagePlan, stage_lr
 from workshop.instance.stages import Stage
 
-__all__ = ["MetricLogger", "SmoothedValue", "make_stage_optimizer", "run_stages", "train_one_epoch"]
+__all__ = [
+    "Hook", "StepBatches", "amp_dtype", "batch_indices", "load_instance_model", "load_resume_state", "loader_settings",
+    "make_stage_optimizer", "rng_state", "run_config", "set_rng_state", "to_device", "train_loader", "train_stages",
+    "training_step",
+]
+
+# ----------------------------------------------------------------------------- batches
 
 
-class SmoothedValue:
-    """A running series: the median and mean of the last ``window`` values, and the overall average.
+def batch_indices(n: int, batch_size: int, seed: int, stage: int, step: int) -> list[int]:
+    """The images of step ``step`` of stage ``stage``: a seeded permutation per (stage, epoch), cut in batches.
 
     Example:
-        >>> v = SmoothedValue(window=2)
-        >>> for x in (1.0, 2.0, 6.0): v.update(x)
-        >>> v.median, v.avg, v.global_avg, v.value
-        (2.0, 4.0, 3.0, 6.0)
+        >>> sorted(batch_indices(5, 2, 0, 0, 0) + batch_indices(5, 2, 0, 0, 1) + batch_indices(5, 2, 0, 0, 2))
+        [0, 1, 2, 3, 4]
+    """
+    per_epoch = math.ceil(n / batch_size)
+    epoch, b = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, stage, epoch]).permutation(n)
+    return order[b * batch_size:(b + 1) * batch_size].tolist()
 
-    Taught in: notebooks/10_instance.ipynb
+
+class StepBatches(Sampler):
+    """The batches of one stage from step ``first`` on, as ``(index, epoch)`` keys (endless: the loop stops).
+
+    The epoch key of step ``t`` is ``stage * 1000 + t // steps_per_epoch``, so each stage and each
+    epoch draws its own augmentation (see :class:`~workshop.instance.data.DetectionDataset`).
+
+    Example:
+        >>> batches = iter(StepBatches(n=3, batch_size=2, seed=0, stage=1, first=1))
+        >>> [epoch for _, epoch in next(batches)], [epoch for _, epoch in next(batches)]
+        ([1000], [1001, 1001])
     """
 
-    def __init__(self, window: int = 20, fmt: str = "{median:.4f} ({global_avg:.4f})") -> None:
-        if window < 1:
-            raise ValueError(f"window must be >= 1, got {window}")
-        self.values: deque[float] = deque(maxlen=window)
-        self.total = 0.0
-        self.count = 0
-        self.fmt = fmt
+    def __init__(self, n: int, batch_size: int, seed: int, stage: int, first: int = 0) -> None:
+        self.n, self.batch_size, self.seed, self.stage, self.first = n, batch_size, seed, stage, first
 
-    def update(self, value: float, n: int = 1) -> None:
-        """Add ``value`` (seen ``n`` times) to the series."""
-        self.values.append(float(value))
-        self.total += float(value) * n
-        self.count += n
-
-    @property
-    def median(self) -> float:
-        ordered = sorted(self.values)
-        if not ordered:
-            return float("nan")
-        mid = len(ordered) // 2
-        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-
-    @property
-    def avg(self) -> float:
-        return sum(self.values) / len(self.values) if self.values else float("nan")
-
-    @property
-    def global_avg(self) -> float:
-        return self.total / self.count if self.count else float("nan")
-
-    @property
-    def value(self) -> float:
-        return self.values[-1] if self.values else float("nan")
-
-    def __str__(self) -> str:
-        return self.fmt.format(median=self.median, avg=self.avg, global_avg=self.global_avg, value=self.value)
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        per_epoch = math.ceil(self.n / self.batch_size)
+        step = self.first
+        while True:
+            epoch = self.stage * 1000 + step // per_epoch
+            yield [(i, epoch) for i in batch_indices(self.n, self.batch_size, self.seed, self.stage, step)]
+            step += 1
 
 
-class MetricLogger:
-    """Smoothed training values with a printed line every ``print_freq`` steps (and the ETA).
+def loader_settings(device_type: str, cpu_count: int | None, num_workers: int | str = "auto") -> dict[str, Any]:
+    """DataLoader keyword arguments for the training batches on a device.
+
+    ``auto``: on CUDA, one worker per CPU core but one (at most 8), and pinned memory, so images are
+    decoded and augmented while the GPU computes; elsewhere none (on a CPU the workers would take
+    the cores the model computes on).
 
     Args:
-        window: steps in the smoothing window of every value.
-        print_freq: print every this many steps (and at the last one); 0 prints nothing.
-        log: where lines go (``print`` by default; a list's ``append`` collects them).
+        device_type: ``"cuda"``, ``"mps"`` or ``"cpu"``.
+        cpu_count: CPU cores (``os.cpu_count()``; None counts as 1).
+        num_workers: ``"auto"`` or a number of worker processes (0: the main process reads).
+
+    Raises:
+        ValueError: ``num_workers`` is neither ``"auto"`` nor a whole number >= 0.
 
     Example:
-        >>> logger = MetricLogger(print_freq=0)
-        >>> for batch in logger.log_every(range(3), header="demo"):
-        ...     logger.update(loss=0.5)
-        >>> round(logger.meters["loss"].global_avg, 2)
-        0.5
-
-    Taught in: notebooks/10_instance.ipynb
+        >>> loader_settings("cuda", 16)
+        {'num_workers': 8, 'pin_memory': True, 'prefetch_factor': 4}
+        >>> loader_settings("cpu", 16)
+        {'num_workers': 0, 'pin_memory': False}
     """
-
-    def __init__(self, window: int = 20, print_freq: int = 10, log: Callable[[str], None] = print) -> None:
-        self.window = window
-        self.print_freq = print_freq
-        self.log = log
-        self.meters: dict[str, SmoothedValue] = {}
-
-    def update(self, **values: float) -> None:
-        """Add one value per named series (tensors are turned into floats)."""
-        for name, value in values.items():
-            if isinstance(value, torch.Tensor):
-                value = value.item()
-            self.meters.setdefault(name, SmoothedValue(self.window)).update(float(value))
-
-    def __str__(self) -> str:
-        return "  ".join(f"{name}: {meter}" for name, meter in self.meters.items())
-
-    def summary(self) -> dict[str, float]:
-        """The average of every series over all steps so far."""
-        return {name: meter.global_avg for name, meter in self.meters.items()}
-
-    def log_every(self, iterable: Iterable[Any], header: str = "", total: int | None = None) -> Iterable[Any]:
-        """Yield from ``iterable``, timing each step and printing progress lines with an ETA."""
-        if total is None:
-            total = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
-        step_time = SmoothedValue(self.window, fmt="{avg:.3f}")
-        data_time = SmoothedValue(self.window, fmt="{avg:.3f}")
-        start = end = time.monotonic()
-        done = 0
-        try:
-            for index, item in enumerate(iterable):
-                data_time.update(time.monotonic() - end)
-                yield item
-                step_time.update(time.monotonic() - end)
-                end = time.monotonic()
-                done = index + 1
-                last = total is not None and done == total
-                if self.print_freq and (index % self.print_freq == 0 or last):
-                    if total is not None:
-                        eta = datetime.timedelta(seconds=round(step_time.global_avg * (total - done)))
-                        where = f"[{done}/{total}] eta {eta}"
-                    else:
-                        where = f"[{done}]"
-                    self.log(f"{header} {where}  {self}  time: {step_time} s  data: {data_time} s".strip())
-        finally:  # also when the loop is left early (a time budget, an error)
-            if self.print_freq and done:
-                seconds = time.monotonic() - start
-                ended = "done" if total is None or done == total else f"stopped after {done}/{total}"
-                self.log(f"{header} {ended}: {done} steps in {datetime.timedelta(seconds=round(seconds))} "
-                         f"({seconds / done:.3f} s/step)  {self}".strip())
+    if num_workers == "auto":
+        workers = min(8, max(1, (cpu_count or 1) - 1)) if device_type == "cuda" else 0
+    elif isinstance(num_workers, int) and not isinstance(num_workers, bool) and num_workers >= 0:
+        workers = num_workers
+    else:
+        raise ValueError(f"num_workers must be 'auto' or a whole number >= 0, got {num_workers!r}")
+    kwargs: dict[str, Any] = {"num_workers": workers, "pin_memory": device_type == "cuda"}
+    if workers:
+        kwargs["prefetch_factor"] = 4
+    return kwargs
 
 
-def _to_device(images: list[torch.Tensor], targets: list[dict[str, Any]], device: torch.device):
-    images = [img.to(device) for img in images]
-    targets = [{k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in t.items()} for t in targets]
+def train_loader(dataset, batch_size: int, seed: int, stage: int, first: int, device: torch.device,
+                 num_workers: int | str = "auto") -> DataLoader:
+    """The training batches of stage ``stage`` from step ``first`` (see :class:`StepBatches`).
+
+    The loader has its own generator, so starting its workers draws nothing from torch's global
+    random state (which the model's proposal sampling uses and the checkpoints save).
+
+    Shape:
+        yields ``(images, targets)``: lists of ``batch_size`` (3, H_i, W_i) float tensors and target dicts.
+    """
+    return DataLoader(dataset, batch_sampler=StepBatches(len(dataset), batch_size, seed, stage, first),
+                      collate_fn=collate_detection, generator=torch.Generator().manual_seed(seed),
+                      **loader_settings(device.type, os.cpu_count(), num_workers))
+
+
+def to_device(images: list[torch.Tensor], targets: list[dict[str, Any]], device: torch.device):
+    """Move a batch to ``device`` (non-blocking: from pinned memory the copy overlaps the computation).
+
+    Shape:
+        the lists of :func:`train_loader`, unchanged but for the device (``image_id`` stays an int).
+    """
+    images = [img.to(device, non_blocking=True) for img in images]
+    targets = [{k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in t.items()}
+               for t in targets]
     return images, targets
 
 
-def train_one_epoch(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loader: DataLoader,
-    device: torch.device | str = "cpu",
-    epoch: int = 1,
-    print_freq: int = 10,
-    warmup_steps: int = 0,
-    deadline: float | None = None,
-    log: Callable[[str], None] = print,
-    header: str | None = None,
-    max_grad_norm: float | None = 10.0,
-) -> dict[str, float]:
-    """Train a torchvision detection model for one pass over ``loader``.
+# ----------------------------------------------------------------------------- one step
+
+
+def amp_dtype(device_type: str, amp: bool = True, bf16_supported: bool = False) -> torch.dtype | None:
+    """The autocast dtype of a training step, or None for full precision.
+
+    On CUDA with ``amp``: bfloat16 where the card supports it (A100, H100: no loss scaling needed),
+    else float16 (T4, V100: with a GradScaler). Off on the CPU and MPS (``train.amp`` is "used on
+    CUDA only").
+
+    Example:
+        >>> amp_dtype("cuda", True, bf16_supported=True), amp_dtype("cuda", True, False), amp_dtype("cpu", True)
+        (torch.bfloat16, torch.float16, None)
+    """
+    if not amp or device_type != "cuda":
+        return None
+    return torch.bfloat16 if bf16_supported else torch.float16
+
+
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, images, targets, max_grad_norm: float | None = 10.0,
+                  where: str = "", amp: torch.dtype | None = None,
+                  scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
+    """One optimiser step on a batch; returns every loss term and their sum as floats.
 
     Args:
-        model: returns a dict of losses when called as ``model(images, targets)`` in train mode.
+        model: a torchvision detection model in train mode (returns a dict of losses).
         optimizer: over the trainable parameters.
-        loader: yields ``(images, targets)`` (see :func:`~workshop.instance.data.collate_detection`).
-        device: where to compute.
-        epoch: number shown in the log.
-        print_freq: log every this many steps (0: silent).
-        warmup_steps: raise the learning rate linearly from 1/1000 to its value over these steps.
-        deadline: ``time.monotonic()`` after which the epoch ends after the current step.
-        log: where log lines go.
-        header: log prefix (default ``"epoch <epoch>"``).
-        max_grad_norm: clip the gradient norm to this value (guards against the occasional huge
-            mask-loss gradient early in training), or None.
-
-    Returns:
-        The epoch's average of every loss term and of ``loss`` (their sum), plus ``steps`` and
-        ``stopped_early`` (1.0 when the deadline cut the epoch short).
+        images, targets: a batch on the model's device (see :func:`to_device`).
+        max_grad_norm: clip the gradient norm to this (guards against the occasional huge mask-loss
+            gradient early in training), or None.
+        where: named in the error message (e.g. the stage and step).
+        amp: autocast dtype (:func:`amp_dtype`), or None.
+        scaler: a GradScaler for float16, or None.
 
     Raises:
-        TrainingError: the loss became NaN or infinite (the message names the loss terms).
+        TrainingError: the loss is NaN or infinite (the message names the terms and the likely causes).
+
+    Shape:
+        images: list of (3, H_i, W_i) float 0..1; targets: list of {"boxes" (N_i, 4), "labels" (N_i,),
+        "masks" (N_i, H_i, W_i)} -> {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness",
+        "loss_rpn_box_reg", "loss"} floats.
 
     Taught in: notebooks/10_instance.ipynb
     """
-    device = torch.device(device)
-    model.train()
-    logger = MetricLogger(print_freq=print_freq, log=log)
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
-    steps, stopped = 0, 0.0
-    for images, targets in logger.log_every(loader, header=header or f"epoch {epoch}"):
-        images, targets = _to_device(images, targets, device)
-        if steps < warmup_steps:
-            factor = 1e-3 + (1 - 1e-3) * steps / warmup_steps
-            for group, lr in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = lr * factor
-        elif steps == warmup_steps and warmup_steps:
-            for group, lr in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = lr
+    with torch.autocast(images[0].device.type, dtype=amp, enabled=amp is not None):
         losses = model(images, targets)
-        loss = sum(losses.values())
-        if not math.isfinite(loss.item()):
-            terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-            raise TrainingError(
-                f"loss became {loss.item()} at epoch {epoch}, step {steps} ({terms}). Likely causes: a learning "
-                f"rate too high (lr={optimizer.param_groups[0]['lr']:.3g}; try 10x lower or warm-up steps), "
-                "or boxes with zero width or height."
-            )
-        optimizer.zero_grad(set_to_none=True)
+    loss = sum(losses.values())
+    if not math.isfinite(loss.item()):
+        terms = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+        raise TrainingError(f"loss became {loss.item()} {where} ({terms}). Likely causes: a learning rate too high "
+                            f"(lr={optimizer.param_groups[0]['lr']:.3g}; try 10x lower or more warm-up steps), or "
+                            "boxes with zero width or height.")
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)  # clip the true gradients
+    else:
         loss.backward()
-        if max_grad_norm is not None:
-            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_grad_norm)
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], max_grad_norm)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
         optimizer.step()
-        steps += 1
-        logger.update(loss=loss, lr=optimizer.param_groups[0]["lr"], **losses)
-        if deadline is not None and time.monotonic() >= deadline:
-            stopped = 1.0
-            break
-    if warmup_steps and steps <= warmup_steps:
-        for group, lr in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = lr
-    out = {k: v for k, v in logger.summary().items() if k != "lr"}
-    out.update(steps=float(steps), stopped_early=stopped)
+    out = {k: float(v.item()) for k, v in losses.items()}
+    out["loss"] = float(loss.item())
     return out
 
 
@@ -253,69 +238,99 @@ def make_stage_optimizer(model: nn.Module, stage: Stage) -> torch.optim.Optimize
     return torch.optim.SGD(params, lr=stage.lr, momentum=stage.momentum, weight_decay=stage.weight_decay)
 
 
-def _stage_file(run_dir: Path, index: int) -> Path:
-    return run_dir / CHECKPOINT_DIR / f"stage{index}.pt"
+# ----------------------------------------------------------------------------- random state and checkpoints
 
 
-def _load_resume(model: nn.Module, resume: str | os.PathLike, stages: Sequence[Stage], device: torch.device) -> tuple[int, list[dict[str, Any]]]:
-    path = Path(resume)
+def rng_state() -> dict[str, Any]:
+    """torch's random state: the CPU generator's, and every CUDA device's when CUDA is available."""
+    return {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict[str, Any] | torch.Tensor | None) -> None:
+    """Restore :func:`rng_state` (a bare tensor is a CPU state); CUDA states only where the devices match."""
+    if state is None:
+        return
+    if isinstance(state, torch.Tensor):
+        state = {"cpu": state, "cuda": None}
+    torch.set_rng_state(state["cpu"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def load_resume_state(run: str | os.PathLike) -> dict[str, Any] | None:
+    """The checkpoint to resume a run folder from (``checkpoints/last.pt``, or a ``.pt`` file), or None."""
+    path = Path(run)
     last = path if path.is_file() else path / CHECKPOINT_DIR / "last.pt"
-    if not last.is_file():
-        return 0, []  # nothing finished yet: start from the first stage
-    state = load_checkpoint(last, map_location=device)
-    done = int(state["stages_done"])
-    titles = [s.title for s in stages]
-    if state.get("titles", titles)[:done] != titles[:done]:
-        raise WorkshopError(
-            f"cannot resume from {last}: its finished stages {state['titles'][:done]} are not the first "
-            f"stages of this plan {titles}; use a new run folder or the same stage file"
-        )
-    model.load_state_dict(state["model"])
-    return done, list(state.get("history", []))
+    return load_checkpoint(last, map_location="cpu") if last.is_file() else None
 
 
-def run_stages(
+class Hook:
+    """Machinery added around :func:`train_stages` (a budget, a test that stops the run): override what you need."""
+
+    def stage_start(self, stage: int, step: int) -> None:
+        """Stage ``stage`` (0-based) starts at ``step`` (0, or where a resumed run stopped)."""
+
+    def step_end(self, stage: int, done: int) -> None:
+        """``done`` optimiser steps of stage ``stage`` are finished."""
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train_stages(
     model: nn.Module,
     stages: Sequence[Stage],
-    train_loader: DataLoader,
-    val_loader: DataLoader | None = None,
-    run_dir: str | os.PathLike | None = None,
+    plans: Sequence[StagePlan],
+    dataset,
+    batch_size: int,
     device: torch.device | str = "cpu",
-    resume: str | os.PathLike | None = None,
-    max_minutes: float | None = None,
-    print_freq: int = 10,
-    evaluate: Callable[[nn.Module, DataLoader], dict[str, float]] | None = None,
+    run_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    resume: str | os.PathLike | dict[str, Any] | None = None,
+    checkpoint_every: int = 50,
+    extra_state: dict[str, Any] | None = None,
+    evaluate: Callable[[nn.Module], dict[str, float]] | None = None,
     log: Callable[[str], None] = print,
+    print_every: int = 20,
+    hooks: Sequence[Hook] = (),
+    max_grad_norm: float | None = 10.0,
+    amp: bool = True,
+    num_workers: int | str = "auto",
 ) -> list[dict[str, Any]]:
-    """Train ``model`` through ``stages`` in order, checkpointing after each stage.
+    """Run the stages' steps in order, with checkpoints (see the module docstring).
 
     Args:
         model: a model from :func:`~workshop.instance.model.create_maskrcnn`.
-        stages: the plan (e.g. from :func:`~workshop.instance.stages.load_stages`).
-        train_loader: training batches.
-        val_loader: validation batches for ``evaluate`` after each stage, or None.
-        run_dir: where ``checkpoints/stage<k>.pt``, ``checkpoints/last.pt`` and ``stages.json`` go;
-            None saves nothing.
+        stages: the YAML stages (lr, gamma, trainable, optimiser).
+        plans: their steps (from :func:`~workshop.instance.plan.plan_steps`); a hook may change them
+            in place (a budget's refit), and the checkpoints hold the plan as it stands.
+        dataset: the training :class:`~workshop.instance.data.DetectionDataset`.
+        batch_size: images per step.
         device: where to compute.
-        resume: a run folder (or its ``last.pt``) to continue: finished stages are skipped and the
-            model weights of the last finished stage are loaded. A folder without checkpoints starts
-            from the first stage.
-        max_minutes: total time budget. Each stage gets a share proportional to its epochs, plus
-            whatever earlier stages left unused; a stage that runs out ends early (and is still
-            checkpointed), so every stage gets its turn.
-        print_freq: steps between log lines (0: one line per epoch).
-        evaluate: ``evaluate(model, val_loader) -> dict of floats`` run after each stage
-            (e.g. ``lambda m, l: evaluate_map(m, l)``), or None.
+        run_dir: where ``checkpoints/`` and ``stages.json`` go (None: nothing is saved).
+        seed: seed of the batches (the augmentation has the data set's own).
+        resume: a run folder, a checkpoint file or a loaded checkpoint of an earlier, unfinished run
+            of the same plan; a folder without checkpoints starts from the beginning.
+        checkpoint_every: steps between checkpoints inside a stage.
+        extra_state: stored in every checkpoint (the config, the class names, the model's arguments).
+        evaluate: ``evaluate(model) -> dict`` after each stage (validation mAP), or None.
         log: where log lines go.
+        print_every: steps between progress lines (0: only at the end of a stage).
+        hooks: :class:`Hook` s called at the start of each stage and after every step.
+        max_grad_norm: gradient clipping (see :func:`training_step`).
+        amp: mixed precision on CUDA (:func:`amp_dtype`); ignored elsewhere.
+        num_workers: DataLoader workers (:func:`loader_settings`).
 
     Returns:
-        The history: one record per finished stage (``stage``, ``title``, ``epochs_done``,
-        ``trainable``, ``train`` (last epoch's averages), ``val``, ``seconds``), resumed ones included.
+        The history, one record per stage: ``stage``, ``title``, ``steps``, ``trainable``, ``train``
+        (mean losses over the stage's last 20 steps), ``val``, ``seconds``, ``seconds_per_step``.
 
     Raises:
         ValueError: a stage names an unknown part (checked for every stage before training).
-        WorkshopError: ``resume`` holds a different plan.
+        WorkshopError: ``resume`` holds another plan.
         TrainingError: non-finite loss.
+        KeyboardInterrupt: after writing a checkpoint to resume from.
 
     Taught in: notebooks/10_instance.ipynb
     """
@@ -326,71 +341,139 @@ def run_stages(
             resolve_parts(model, stage.trainable)
         except ValueError as err:
             raise ValueError(f"stage {stage.title!r}: {err}") from None
-    run_path = Path(run_dir) if run_dir is not None else None
-    done, history = (0, [])
-    if resume is not None:
-        done, history = _load_resume(model, resume, stages, device)
-        if done:
-            log(f"resuming: stages 1-{done} already done ({', '.join(s.title for s in stages[:done])})")
-    total_epochs = sum(s.epochs for s in stages[done:]) or 1
-    budget = max_minutes * 60 if max_minutes else None
-    start_all = time.monotonic()
-    spent_share = 0.0
-    for index in range(done, len(stages)):
-        stage = stages[index]
-        number = index + 1
-        trainable = set_trainable_parts(model, stage.trainable)
-        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        log(f"== stage {number}/{len(stages)}: {stage.title} | {stage.epochs} epoch(s), lr {stage.lr:g}, "
-            f"StepLR step {stage.step_size} gamma {stage.gamma:g} | trainable: {', '.join(trainable)} ({n_train:,} parameters)")
-        optimizer = make_stage_optimizer(model, stage)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=stage.step_size, gamma=stage.gamma)
-        deadline = None
-        if budget is not None:
-            spent_share += budget * stage.epochs / total_epochs
-            deadline = start_all + spent_share
-        t0 = time.monotonic()
-        train: dict[str, float] = {}
-        epochs_done = 0
-        for epoch in range(1, stage.epochs + 1):
-            dataset = getattr(train_loader, "dataset", None)
-            if hasattr(dataset, "set_epoch"):
-                dataset.set_epoch(index * 1000 + epoch)
-            train = train_one_epoch(
-                model, optimizer, train_loader, device, epoch=epoch, print_freq=print_freq,
-                warmup_steps=stage.warmup_steps if epoch == 1 else 0, deadline=deadline, log=log,
-                header=f"[{stage.title}] epoch {epoch}/{stage.epochs}",
-            )
-            scheduler.step()
-            epochs_done = epoch
-            if not print_freq:
-                log(f"[{stage.title}] epoch {epoch}/{stage.epochs}: loss {train['loss']:.4f} ({int(train['steps'])} steps)")
-            if train["stopped_early"]:
-                log(f"[{stage.title}] time share used up after epoch {epoch} (partial)")
-                break
-        val = evaluate(model, val_loader) if (evaluate is not None and val_loader is not None) else {}
-        record = {
-            "stage": number,
-            "title": stage.title,
-            "epochs_done": epochs_done,
-            "trainable": trainable,
-            "train": train,
-            "val": val,
-            "seconds": round(time.monotonic() - t0, 1),
+    run = Path(run_dir) if run_dir is not None else None
+    dtype = amp_dtype(device.type, amp, device.type == "cuda" and torch.cuda.is_bf16_supported())
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    state = load_resume_state(resume) if isinstance(resume, (str, os.PathLike)) else resume
+    stage0, step0, history, opt_state = 0, 0, [], None
+    if state is not None:
+        stage0, step0 = _check_resume(state, stages, plans)
+        history, opt_state = list(state.get("history", [])), state.get("optimizer")
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        set_rng_state(state.get("rng"))
+        model.load_state_dict(state["model"])
+        log("resuming: the plan is already complete" if stage0 >= len(stages) else
+            f"resuming: stage {stage0 + 1}/{len(stages)} ({stages[stage0].title}) at step {step0}/{plans[stage0].steps}")
+    per_epoch = math.ceil(len(dataset) / batch_size)
+
+    def save(stage: int, step: int, optimizer, stage_file: int | None = None) -> None:
+        if run is None:
+            return
+        state = {
+            "task": "instance", "model": model.state_dict(), "stage": stage, "step": step, "stages_done": stage,
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_state(),
+            "history": history, "plan": [p.to_dict() for p in plans], "stages": [s.to_dict() for s in stages],
+            "titles": [s.title for s in stages], **(extra_state or {}),
         }
-        history.append(record)
+        save_checkpoint(state, run / CHECKPOINT_DIR / "last.pt")
+        if stage_file is not None:
+            save_checkpoint(state, run / CHECKPOINT_DIR / f"stage{stage_file}.pt")
+        write_json_atomic({"stages": [s.to_dict() for s in stages], "plan": [p.to_dict() for p in plans],
+                           "history": history, "stage": stage, "step": step}, run / "stages.json")
+
+    for k in range(stage0, len(stages)):
+        stage, plan = stages[k], plans[k]
+        trainable = set_trainable_parts(model, stage.trainable)
+        optimizer = make_stage_optimizer(model, stage)
+        first = step0 if k == stage0 else 0
+        if k == stage0 and opt_state is not None and first > 0:
+            optimizer.load_state_dict(opt_state)
+        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log(f"== stage {k + 1}/{len(stages)}: {stage.title} | {plan.steps} steps (~{plan.steps / per_epoch:.1f} epochs "
+            f"of {per_epoch}), lr {stage.lr:g} x{stage.gamma:g} every {plan.lr_step} steps, warm-up {plan.warmup_steps} "
+            f"| trainable: {', '.join(trainable)} ({n_train:,} parameters)")
+        model.train()
+        for hook in hooks:
+            hook.stage_start(k, first)
+        t0 = time.monotonic()
+        recent: list[dict[str, float]] = []
+        completed = first  # steps of this stage whose optimiser step is done
+        batches = iter(train_loader(dataset, batch_size, seed, k, first, device, num_workers))
+        try:
+            step = first
+            while step < plan.steps:  # a hook may move the end of the stage
+                lr = stage_lr(stage, plan, step)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                images, targets = to_device(*next(batches), device)
+                losses = training_step(model, optimizer, images, targets, max_grad_norm,
+                                       where=f"in stage {k + 1} ({stage.title}), step {step}", amp=dtype, scaler=scaler)
+                completed = done = step + 1
+                recent = (recent + [losses])[-20:]
+                if (print_every and done % print_every == 0) or done == plan.steps:
+                    mean = {key: float(np.mean([r[key] for r in recent])) for key in recent[0]}
+                    rate = (time.monotonic() - t0) / max(done - first, 1)
+                    log(f"[{stage.title}] step {done}/{plan.steps}  loss {mean['loss']:.4f} (mask {mean.get('loss_mask', float('nan')):.4f})"
+                        f"  lr {lr:.2e}  {rate:.2f} s/step  eta {rate * (plan.steps - done):.0f} s")
+                if checkpoint_every and done % checkpoint_every == 0 and done < plan.steps:
+                    save(k, done, optimizer)
+                for hook in hooks:
+                    hook.step_end(k, done)
+                step += 1
+        except KeyboardInterrupt:
+            save(k, completed, optimizer)  # the step in flight (if any) is not counted: it is redone on resume
+            log(f"interrupted in stage {k + 1} at step {completed}; continue with: workshop train --resume {run}")
+            raise
+        finally:
+            del batches  # stops the loader's workers
+        seconds = time.monotonic() - t0
+        train = {key: float(np.mean([r[key] for r in recent])) for key in recent[0]} if recent else {}
+        val = evaluate(model) if evaluate is not None else {}
+        history.append({"stage": k + 1, "title": stage.title, "steps": plan.steps, "trainable": trainable, "train": train,
+                        "val": val, "seconds": round(seconds, 1),
+                        "seconds_per_step": round(seconds / max(plan.steps - first, 1), 3)})
         if val:
-            shown = {k: v for k, v in val.items() if isinstance(v, float) and not k.endswith(("_small", "_medium", "_large"))}
-            log(f"[{stage.title}] validation: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
-        if run_path is not None:
-            state = {
-                "model": model.state_dict(),
-                "stages_done": number,
-                "titles": [s.title for s in stages],
-                "stages": [s.to_dict() for s in stages],
-                "history": history,
-            }
-            save_checkpoint(state, _stage_file(run_path, number))
-            save_checkpoint(state, run_path / CHECKPOINT_DIR / "last.pt")
-            write_json_atomic({"stages": [s.to_dict() for s in stages], "history": history}, run_path / "stages.json")
+            log(f"[{stage.title}] validation: " + ", ".join(f"{key} {v:.4f}" for key, v in val.items()
+                                                       if key in ("segm_map", "segm_map_50", "bbox_map", "bbox_map_50")))
+        save(k + 1, 0, None, stage_file=k + 1)
     return history
+
+
+def _check_resume(state: dict[str, Any], stages: Sequence[Stage], plans: Sequence[StagePlan]) -> tuple[int, int]:
+    """Where a checkpoint resumes: ``(stage, step)``; refuses one written for another plan."""
+    titles = [s.title for s in stages]
+    if "stage" not in state or list(state.get("titles", titles)) != titles:
+        raise WorkshopError(f"cannot resume: the checkpoint's stages {state.get('titles')} are not this plan's {titles} "
+                            "(use a new run folder, or the same stage file)")
+    return int(state["stage"]), int(state["step"])
+
+
+# ----------------------------------------------------------------------------- a trained run, back from disk
+
+
+def load_instance_model(run: str | os.PathLike, device: torch.device | str = "cpu", checkpoint: str = "best.pt"):
+    """The trained Mask R-CNN of a run folder (``checkpoints/best.pt``, else ``last.pt``) or a checkpoint file.
+
+    Returns:
+        ``(model in eval mode, state)``; ``state`` holds ``class_names``, ``model_args``, ``config``.
+
+    Raises:
+        WorkshopError: no checkpoint, or one without the model's arguments (named).
+    """
+    from workshop.instance.model import create_maskrcnn
+
+    run = Path(run)
+    path = run / CHECKPOINT_DIR / checkpoint if run.is_dir() else run
+    if not path.is_file() and run.is_dir():
+        path = run / CHECKPOINT_DIR / "last.pt"
+    state = load_checkpoint(path, map_location="cpu")
+    if "model_args" not in state:
+        raise WorkshopError(f"{path} has no model_args: it was not written by `workshop train` for instances "
+                            "(a notebook's checkpoint: rebuild the model with create_maskrcnn and load_state_dict, "
+                            "or pass extra_state={'model_args': ...} to train_stages)")
+    model = create_maskrcnn(weights=None, **dict(state["model_args"]))
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    return model, state
+
+
+def run_config(state: dict[str, Any]):
+    """The run's ``Config`` (its data section) from a checkpoint's saved config, or None when it has none."""
+    from workshop.config import load_config
+
+    saved = {k: v for k, v in dict(state.get("config") or {}).items() if k not in ("instance", "stages")}
+    if not saved:
+        return None
+    return load_config(overrides=saved, profile=saved.get("profile"))

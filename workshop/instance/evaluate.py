@@ -319,8 +319,9 @@ def evaluate_instance_run(
     from workshop.env import get_device
     from workshop.errors import WorkshopError
     from workshop.evaluate import choose_split, require_own_split
-    from workshop.instance.runs import _cfg_of_state, _predictions_png, load_instance_model
-    from workshop.instance.sources import detection_dataset, open_instance_source
+    from workshop.instance.data import detection_dataset, detection_splits, open_instance_source
+    from workshop.instance.engine import load_instance_model, run_config
+    from workshop.instance.viz import save_predictions
 
     run_path = Path(run)
     if not run_path.exists():
@@ -328,10 +329,8 @@ def evaluate_instance_run(
     dev = get_device(device) if isinstance(device, str) else device
     model, state = load_instance_model(run_path, dev)
     names = list(state["class_names"])
-    cfg = _cfg_of_state(state)
+    cfg = run_config(state)
     if data is None:  # the run's own held-out images
-        from workshop.instance.sources import detection_splits
-
         require_own_split(split)
         _, dataset, _, how = detection_splits(cfg, max_side=None, seed=cfg.train.seed)
         source, items, split = dataset.source, dataset.items, "val"
@@ -371,7 +370,7 @@ def evaluate_instance_run(
         writer = csv.DictWriter(fh, fieldnames=["image", "objects", "detections", "mean_iou"], extrasaction="ignore")
         writer.writeheader()
         writer.writerows(scores["per_image"])
-    _predictions_png(model, dataset, dev, out_dir / "predictions.png")
+    save_predictions(model, dataset, dev, out_dir / "predictions.png")
     result["out"] = str(out_dir)
     return result
 

@@ -126,6 +126,10 @@ def create_maskrcnn(
 ) -> MaskRCNN:
     """Build a CPU-sized Mask R-CNN for ``num_classes`` classes (background included).
 
+    The detector is assembled with predictors for one object class, then
+    :func:`replace_predictors` (the exercise of notebook 10) gives it the box and mask predictors
+    for ``num_classes``: the same call that turns torchvision's COCO model into a pedestrian detector.
+
     Args:
         num_classes: number of classes INCLUDING the background (one object class: 2).
         backbone: one of :data:`BACKBONES`.
@@ -175,7 +179,7 @@ def create_maskrcnn(
     )
     light.update(kwargs)
     representation = 512
-    model = MaskRCNN(
+    model = MaskRCNN(  # first with one object class: the layers that know the classes come next
         body,
         num_classes=None,
         min_size=min_size,
@@ -183,12 +187,13 @@ def create_maskrcnn(
         rpn_anchor_generator=anchors,
         box_roi_pool=MultiScaleRoIAlign(featmap_names=names, output_size=7, sampling_ratio=2),
         box_head=TwoMLPHead(out_channels * 7 * 7, representation),
-        box_predictor=FastRCNNPredictor(representation, num_classes),
+        box_predictor=FastRCNNPredictor(representation, 2),
         mask_roi_pool=MultiScaleRoIAlign(featmap_names=names, output_size=14, sampling_ratio=2),
         mask_head=MaskRCNNHeads(out_channels, (out_channels,) * mask_head_layers, 1),
-        mask_predictor=MaskRCNNPredictor(out_channels, out_channels, num_classes),
+        mask_predictor=MaskRCNNPredictor(out_channels, out_channels, 2),
         **light,
     )
+    replace_predictors(model, num_classes)  # the exercise of notebook 10, as a COCO model is fine-tuned
     _init_predictors(model)
     model.backbone_name = backbone
     model.weights_source = body.weights_source

@@ -89,7 +89,7 @@ def predict_instances(
     from workshop.data.io import list_images, read_image
     from workshop.env import get_device
     from workshop.instance.data import normalize_image
-    from workshop.instance.runs import load_instance_model
+    from workshop.instance.engine import load_instance_model
     from workshop.instance.viz import show_instances
 
     if not 0 <= threshold <= 1:

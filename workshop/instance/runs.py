@@ -11,8 +11,9 @@ The config file is the usual one (``data:``, ``train:`` ...) plus two sections::
 
 The run: data (any source with instances) -> object sizes (``auto`` settings fitted to them) ->
 model -> with ``--max-minutes``, time a few steps per stage and resize the stages in steps (or refuse,
-before training, when the minimum does not fit) -> train (checkpoints mid-stage) -> validation mAP
-after each stage -> ``RUN/checkpoints/best.pt``, ``RUN/summary.json``.
+before training, when the minimum does not fit; :mod:`workshop.instance.budget`) -> train with
+:func:`workshop.instance.engine.train_stages`, the loop of notebook 10 (checkpoints mid-stage) ->
+validation mAP after each stage -> ``RUN/checkpoints/best.pt``, ``RUN/summary.json``.
 
 The run folder: ``config.yaml`` (everything, ``instance:`` and ``stages:`` included),
 ``checkpoints/last.pt`` (resumable), ``checkpoints/stage<k>.pt``, ``checkpoints/best.pt``,
@@ -29,7 +30,7 @@ import difflib
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,8 +39,8 @@ import yaml
 
 from workshop.errors import ConfigError, WorkshopError
 
-__all__ = ["InstanceConfig", "is_instance_config", "is_instance_run", "load_instance_config", "load_instance_model",
-           "train_instance"]
+__all__ = ["InstanceConfig", "is_instance_config", "is_instance_run", "load_instance_config", "summarize_instance",
+           "train_instance", "upright_augment"]
 
 
 @dataclass
@@ -65,6 +66,8 @@ class InstanceConfig:
         checkpoint_every: steps between mid-stage checkpoints.
         eval_every_stage: validation mAP after every stage (else only after the last).
         mask_head_layers: 3x3 convolutions in the mask head.
+        num_workers: DataLoader workers for the training batches, or ``auto`` (on CUDA one per core
+            but one, at most 8, with pinned memory; none on a CPU, whose cores compute the model).
     """
 
     backbone: str = "mobilenet_v2_fpn"
@@ -84,6 +87,7 @@ class InstanceConfig:
     checkpoint_every: int = 50
     eval_every_stage: bool = True
     mask_head_layers: int = 2
+    num_workers: int | str = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -120,6 +124,9 @@ def _instance_config(values: dict[str, Any], where: str) -> InstanceConfig:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
             raise ConfigError(f"instance.{key} must be a number in [0, 1], got {value!r}")
+    w = cfg.num_workers
+    if w != "auto" and (isinstance(w, bool) or not isinstance(w, int) or w < 0):
+        raise ConfigError(f"instance.num_workers must be 'auto' or a whole number >= 0, got {w!r}")
     if cfg.anchor_sizes != "auto":
         a = cfg.anchor_sizes
         if not isinstance(a, list) or not a or not all(isinstance(lv, list) and lv and all(isinstance(x, int) and x > 0 for x in lv) for lv in a):
@@ -201,10 +208,6 @@ def save_instance_config(cfg, icfg: InstanceConfig, stages, path: Path) -> None:
 # ----------------------------------------------------------------------------- runs on disk
 
 
-def _checkpoint_of(run: Path, name: str = "best.pt") -> Path:
-    return run / "checkpoints" / name if run.is_dir() else run
-
-
 def is_instance_run(run: str | os.PathLike) -> bool:
     """True for a run folder (or checkpoint) written by the instance track."""
     run = Path(run)
@@ -221,32 +224,6 @@ def is_instance_run(run: str | os.PathLike) -> bool:
         state = torch.load(run, map_location="cpu", weights_only=False)
         return isinstance(state, dict) and (state.get("task") == "instance" or ("stages" in state and "config" not in state))
     return False
-
-
-def load_instance_model(run: str | os.PathLike, device: torch.device | str = "cpu", checkpoint: str = "best.pt"):
-    """The trained Mask R-CNN of a run folder (``checkpoints/best.pt``) or a checkpoint file.
-
-    Returns:
-        ``(model in eval mode, state)``; ``state`` holds ``class_names``, ``model_args``, ``config``.
-
-    Raises:
-        WorkshopError: no checkpoint, or one without the model's arguments (named).
-    """
-    from workshop.engine import load_checkpoint
-    from workshop.instance.model import create_maskrcnn
-
-    path = _checkpoint_of(Path(run), checkpoint)
-    if not path.is_file() and Path(run).is_dir():
-        path = _checkpoint_of(Path(run), "last.pt")
-    state = load_checkpoint(path, map_location="cpu")
-    if "model_args" not in state:
-        raise WorkshopError(f"{path} has no model_args: it was not written by `workshop train` for instances "
-                            "(run_stages checkpoints: rebuild the model with create_maskrcnn and load_state_dict)")
-    args = dict(state["model_args"])
-    model = create_maskrcnn(weights=None, **args)
-    model.load_state_dict(state["model"])
-    model.to(device).eval()
-    return model, state
 
 
 # ----------------------------------------------------------------------------- training
@@ -311,12 +288,16 @@ def train_instance(
 ) -> dict[str, Any]:
     """Train Mask R-CNN as the config says and fill a run folder (see the module docstring).
 
+    The training itself is :func:`workshop.instance.engine.train_stages`, the loop of notebook 10;
+    this function adds the machinery around it: the data and the model fitted to the objects, the
+    budget (:mod:`workshop.instance.budget`), validation, the run folder.
+
     Args:
         cfg, icfg, stages: from :func:`load_instance_config`.
         run_dir: the folder (default: a new one under ``cfg.run_dir``).
         resume: a run folder to continue (its saved config and plan are used).
         max_minutes: the whole command's time budget (data, timing, training, validation).
-        on_step: called after every step (tests stop a run with it).
+        on_step: ``on_step(stage, steps_done)`` after every step (tests stop a run with it).
 
     Returns:
         The summary written to ``summary.json``.
@@ -325,14 +306,16 @@ def train_instance(
         BudgetTooSmall: the budget cannot fit ``instance.min_stage_steps`` per stage (before training).
         ConfigError / DataError: a bad config, a source without instances, unreadable data.
     """
-    from workshop.engine import load_checkpoint
+    from workshop.engine import load_checkpoint, save_checkpoint, write_json_atomic
     from workshop.env import get_device, seed_everything
+    from workshop.instance.budget import RefitToDeadline, calibrate_step_seconds, seconds_per_prediction
+    from workshop.instance.data import collate_detection, detection_splits
+    from workshop.instance.engine import Hook, load_resume_state, train_stages
     from workshop.instance.evaluate import evaluate_map
     from workshop.instance.model import create_maskrcnn, resolve_parts
-    from workshop.instance.plan import BudgetTooSmall, plan_steps
+    from workshop.instance.plan import BudgetTooSmall, StagePlan, plan_steps
     from workshop.instance.sizing import fit_detector, format_object_sizes, measure_objects
-    from workshop.instance.sources import detection_splits
-    from workshop.instance.trainer import calibrate_step_seconds, train_plan
+    from workshop.instance.viz import save_predictions
     from workshop.runs import new_run_dir
 
     t_start = time.monotonic()
@@ -342,9 +325,7 @@ def train_instance(
         if not (run / "config.yaml").is_file():
             raise WorkshopError(f"cannot resume {run}: no config.yaml there (give a run folder written by `workshop train`)")
         cfg, icfg, stages = load_instance_config(run / "config.yaml")
-        last = run / "checkpoints" / "last.pt"
-        if last.is_file():
-            resume_state = load_checkpoint(last)
+        resume_state = load_resume_state(run)
     else:
         run = Path(run_dir) if run_dir else new_run_dir(cfg.run_dir, "instance")
     device = get_device(cfg.train.device)
@@ -376,10 +357,9 @@ def train_instance(
     batch = min(icfg.batch_size, len(train_set))
     per_epoch = math.ceil(len(train_set) / batch)
 
-    deadline, one_eval = None, 0.0  # a budget sets them
+    hooks: list[Hook] = []
+    refit = None  # a budget sets it
     if resume_state is not None:
-        from workshop.instance.plan import StagePlan
-
         plans = [StagePlan(**p) for p in resume_state["plan"]]
         if [p.title for p in plans] != [s.title for s in stages]:
             raise WorkshopError(f"cannot resume {run}: its checkpoint's plan {[p.title for p in plans]} is not the "
@@ -389,8 +369,8 @@ def train_instance(
     elif max_minutes:
         budget = max_minutes * 60
         model.to(device)
-        seconds = calibrate_step_seconds(model, stages, train_set, batch, device, seed=seed)
-        per_image = _seconds_per_prediction(model, val_set, device)
+        seconds = calibrate_step_seconds(model, stages, train_set, batch, device, seed=seed, amp=cfg.train.amp)
+        per_image = seconds_per_prediction(model, val_set, device)
         per_eval = (per_image * len(val_set) + 2.0) * (len(stages) if icfg.eval_every_stage else 1)
         spent = time.monotonic() - t_start
         available = (budget - spent - per_eval) * 0.97  # 3 %: checkpoints, logging
@@ -405,8 +385,12 @@ def train_instance(
             total = spent + per_eval + err.need_seconds / 0.97
             raise BudgetTooSmall(f"{err}. This run needs at least --max-minutes {math.ceil(total / 6) / 10:.1f} "
                                  f"(training not started)", err.need_seconds) from None
+        refit = RefitToDeadline(plans, deadline, icfg.min_stage_steps, one_eval, icfg.eval_every_stage, log)
+        hooks.append(refit)
     else:
         plans = plan_steps(stages, per_epoch)
+    if on_step is not None:
+        hooks.append(_CallEveryStep(on_step))
     log("plan: " + " -> ".join(f"{p.title} {p.steps} steps" for p in plans)
         + f" ({sum(p.steps for p in plans)} steps of {batch} image(s); the YAML's epochs are "
           f"{sum(p.full_steps for p in plans)} steps)")
@@ -418,27 +402,25 @@ def train_instance(
     except OSError as exc:
         raise WorkshopError(f"cannot write the run folder {run}: {exc.strerror or exc} (choose another with --run-dir)") from None
 
-    from workshop.instance.data import collate_detection
-
     val_batches = [collate_detection([val_set[i] for i in range(j, min(j + 2, len(val_set)))]) for j in range(0, len(val_set), 2)]
 
-    def evaluate(m, final: bool = False):
-        if not (icfg.eval_every_stage or final):
-            return {}
-        return evaluate_map(m, val_batches, device)
+    def evaluate(m) -> dict[str, float]:
+        t0 = time.monotonic()
+        scores = evaluate_map(m, val_batches, device)
+        if refit is not None:
+            refit.eval_seconds = time.monotonic() - t0
+        return scores
 
-    n_stages = len(stages)
-    evaluate_stage = (lambda m: evaluate(m)) if icfg.eval_every_stage else None
     extra = {"config": _full_config(cfg, icfg, stages), "class_names": names, "model_args": args, "fit": fit_info}
     t_train = time.monotonic()
-    history = train_plan(model, stages, plans, train_set, batch, device, run, seed, resume_state,
-                         icfg.checkpoint_every, extra, evaluate_stage, log, on_step=on_step, deadline=deadline,
-                         eval_seconds=one_eval, min_steps=icfg.min_stage_steps)
+    history = train_stages(model, stages, plans, train_set, batch, device, run_dir=run, seed=seed, resume=resume_state,
+                           checkpoint_every=icfg.checkpoint_every, extra_state=extra,
+                           evaluate=evaluate if icfg.eval_every_stage else None, log=log, hooks=hooks,
+                           amp=cfg.train.amp, num_workers=icfg.num_workers)
     train_seconds = time.monotonic() - t_train
-    final = history[-1]["val"] if history and history[-1].get("val") else evaluate(model, final=True)
+    final = history[-1]["val"] if history and history[-1].get("val") else evaluate(model)
     if history and not history[-1].get("val"):
         history[-1]["val"] = final
-    from workshop.engine import save_checkpoint
 
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     state["history"] = history
@@ -454,26 +436,22 @@ def train_instance(
         "max_minutes": max_minutes, "val": final, "history": history,
         "peak_rss_mib": _peak_rss_mib(),
     }
-    from workshop.engine import write_json_atomic
-
     write_json_atomic(summary, run / "summary.json")
-    _predictions_png(model, val_set, device, run / "predictions.png")
-    del n_stages
+    save_predictions(model, val_set, device, run / "predictions.png")
     return summary
 
 
-def _seconds_per_prediction(model, dataset, device, images: int = 2) -> float:
-    """Seconds to predict one validation image (after one untimed call, which allocates)."""
-    model.eval()
-    times = []
-    with torch.no_grad():
-        for i in range(min(images, len(dataset)) + 1):
-            image, _ = dataset[i % len(dataset)]
-            t0 = time.perf_counter()
-            model([image.to(device)])
-            times.append(time.perf_counter() - t0)
-    model.train()
-    return float(sum(times[1:]) / max(len(times) - 1, 1))
+class _CallEveryStep:
+    """A hook that calls ``fn(stage, steps_done)`` after every step."""
+
+    def __init__(self, fn: Callable[[int, int], None]) -> None:
+        self.fn = fn
+
+    def stage_start(self, stage: int, step: int) -> None:
+        pass
+
+    def step_end(self, stage: int, done: int) -> None:
+        self.fn(stage, done)
 
 
 def _full_config(cfg, icfg, stages) -> dict[str, Any]:
@@ -490,27 +468,6 @@ def _peak_rss_mib() -> float | None:
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
     except (ImportError, OSError):
         return None
-
-
-def _predictions_png(model, dataset, device, path: Path, rows: int = 4) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from workshop.instance.viz import show_predictions
-
-    model.eval()
-    images, targets, preds = [], [], []
-    with torch.no_grad():
-        for i in range(min(rows, len(dataset))):
-            image, target = dataset[i]
-            images.append(image)
-            targets.append(target)
-            preds.append({k: v.cpu() for k, v in model([image.to(device)])[0].items()})
-    fig = show_predictions(images, targets, preds, score_threshold=0.5)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def summarize_instance(summary: dict[str, Any]) -> str:
@@ -532,13 +489,3 @@ def summarize_instance(summary: dict[str, Any]) -> str:
             lines.append(f"  {run / name}")
     lines.append(f"next: workshop evaluate {run} DATA   |   workshop predict {run} IMAGES")
     return "\n".join(lines)
-
-
-def _cfg_of_state(state: dict[str, Any]):
-    """The run's ``Config`` (data section) from a checkpoint's saved config."""
-    from workshop.config import load_config
-
-    saved = {k: v for k, v in dict(state.get("config") or {}).items() if k not in ("instance", "stages")}
-    if not saved:
-        return None
-    return load_config(overrides=saved, profile=saved.get("profile"))

@@ -245,7 +245,7 @@ def describe_objects(path: str, limit: int = 200, **source_args: Any) -> str | N
     """
     from workshop.data.sources import open_source
     from workshop.errors import WorkshopError
-    from workshop.instance.sources import detection_dataset
+    from workshop.instance.data import detection_dataset
 
     try:
         source = open_source(path, task="instance", **source_args)

@@ -10,11 +10,13 @@ from typing import Any, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from workshop.data.io import default_palette
 
-__all__ = ["instance_colors", "instance_overlay", "show_image_with_masks", "show_instances", "show_predictions", "to_numpy_image"]
+__all__ = ["instance_colors", "instance_overlay", "save_predictions", "show_image_with_masks", "show_instances",
+           "show_predictions", "to_numpy_image"]
 
 
 def instance_colors(n: int) -> list[tuple[int, int, int]]:
@@ -103,13 +105,24 @@ def show_predictions(
     targets: Sequence[dict[str, Any]],
     predictions: Sequence[dict[str, Any]],
     score_threshold: float = 0.5,
-) -> plt.Figure:
+    fig: Figure | None = None,
+) -> Figure:
     """A grid with one row per image: ground-truth instances | predicted instances.
+
+    Args:
+        images, targets, predictions: one of each per row.
+        score_threshold: predictions below this score are not drawn.
+        fig: draw into this figure (e.g. a ``matplotlib.figure.Figure`` to save, without pyplot),
+            or None for a new pyplot figure.
 
     Taught in: notebooks/10_instance.ipynb
     """
     rows = max(len(images), 1)
-    fig, axes = plt.subplots(rows, 2, figsize=(6, 3 * rows), squeeze=False)
+    if fig is None:
+        fig = plt.figure(figsize=(6, 3 * rows))
+    else:
+        fig.set_size_inches(6, 3 * rows)
+    axes = fig.subplots(rows, 2, squeeze=False)
     for r, (image, target, pred) in enumerate(zip(images, targets, predictions)):
         show_instances(image, target, axes[r][0], title=f"ground truth: {len(target['boxes'])}")
         shown = int((torch.as_tensor(pred["scores"]) >= score_threshold).sum())
@@ -141,3 +154,22 @@ def show_image_with_masks(image: torch.Tensor | np.ndarray, masks: torch.Tensor 
         ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def save_predictions(model: torch.nn.Module, dataset: Any, device: torch.device | str, path: str | Any,
+                     rows: int = 4, score_threshold: float = 0.5) -> None:
+    """Predict the first ``rows`` images of ``dataset`` and save the grid of :func:`show_predictions` as a PNG.
+
+    Drawn on a ``matplotlib.figure.Figure`` (no pyplot, no backend switch), so it works the same in
+    a notebook, a terminal or a DataLoader-free test. The model is left in eval mode.
+    """
+    model.eval()
+    images, targets, preds = [], [], []
+    with torch.no_grad():
+        for i in range(min(rows, len(dataset))):
+            image, target = dataset[i]
+            images.append(image)
+            targets.append(target)
+            preds.append({k: v.cpu() for k, v in model([image.to(device)])[0].items()})
+    fig = show_predictions(images, targets, preds, score_threshold=score_threshold, fig=Figure())
+    fig.savefig(path, dpi=80)

@@ -1,9 +1,14 @@
 """Exercises of notebooks/10_instance.ipynb: polygons to masks, masks to boxes, new Mask R-CNN predictors.
 
-* ``polygon_to_mask``: rasterise one polygon (reference: :func:`workshop.data.polygons.polygon_to_mask`).
-* ``mask_to_box``: the tight box of one mask (reference: :func:`workshop.instance.data.mask_to_box`).
+* ``polygon_to_mask``: rasterise one polygon (reference: :func:`workshop.data.polygons.polygon_to_mask`,
+  which draws every instance of a polygon-labelled set: ``render_instance_id_mask``).
+* ``mask_to_box``: the tight box of one mask (reference: :func:`workshop.instance.data.mask_to_box`,
+  which makes every training and evaluation target: ``detection_target``).
 * ``replace_predictors``: box and mask predictors for N classes (reference:
-  :func:`workshop.instance.model.replace_predictors`).
+  :func:`workshop.instance.model.replace_predictors`, which ``create_maskrcnn`` calls).
+
+Each reference is the function ``workshop train / evaluate / predict`` run (tests/test_tasks_instance.py
+spies on them).
 
 Taught in: notebooks/10_instance.ipynb
 """

@@ -493,10 +493,7 @@ def _peak_rss_mib() -> float | None:
 
 
 def _predictions_png(model, dataset, device, path: Path, rows: int = 4) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # never matplotlib.use(): a notebook's backend stays as it is
 
     from workshop.instance.viz import show_predictions
 

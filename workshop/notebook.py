@@ -110,6 +110,41 @@ def start(seed: int = 0, profile: str | None = None, quiet: bool = False):
     return cfg
 
 
+DRIVE_MOUNT = "/content/drive"
+
+
+def keep_runs_on_drive(cfg, folder: str = "segmentation-workshop/runs", mountpoint: str = DRIVE_MOUNT) -> Path:
+    """On Colab, mount Google Drive and point ``cfg.run_dir`` at a folder there; elsewhere change nothing.
+
+    Colab recycles its machines: a run under ``/content`` is lost when the runtime disconnects. A
+    run on Drive survives, and continues on the next machine (``fit(..., resume=FOLDER)``, or
+    ``workshop train --resume FOLDER``). Colab asks once for permission to mount Drive.
+
+    Args:
+        cfg: the notebook's ``Config`` (``start()``'s result); its ``run_dir`` is changed on Colab.
+        folder: the folder under "My Drive" that holds the runs.
+        mountpoint: where Drive is mounted (Colab's usual place).
+
+    Returns:
+        The folder runs now go to (``cfg.run_dir``).
+
+    Taught in: notebooks/00_setup.ipynb (resumed in notebooks/07_training.ipynb)
+    """
+    from workshop.env import is_colab
+
+    if not is_colab():
+        print(f"Not on Colab: runs stay on this disk, in {cfg.run_dir}")
+        return Path(cfg.run_dir)
+    from google.colab import drive  # type: ignore[import-not-found]
+
+    drive.mount(mountpoint)
+    runs = Path(mountpoint) / "MyDrive" / folder
+    runs.mkdir(parents=True, exist_ok=True)
+    cfg.run_dir = str(runs)
+    print(f"Runs go to Google Drive: {runs}")
+    return runs
+
+
 # ----------------------------------------------------------------------------- notebook files
 
 
@@ -280,7 +315,7 @@ def fork(url: str, root: str | Path = ROOT) -> list[Path]:
     root = Path(root)
     module = root / "workshop" / "notebook.py"
     text = module.read_text(encoding="utf-8")
-    new_text, count = re.subn(r'^REPO_URL = "[^"\n]*"$', f'REPO_URL = "{pinned}"', text, flags=re.MULTILINE)
+    new_text, count = re.subn(r'^REPO_URL = "[^"\n{}]*"$', f'REPO_URL = "{pinned}"', text, flags=re.MULTILINE)
     if count != 1:
         raise ValueError(f"{module}: expected one line REPO_URL = \"...\", found {count}")
     module.write_text(new_text, encoding="utf-8")

@@ -225,7 +225,7 @@ def test_fork_refuses_an_address_pip_cannot_install(bad: str, tmp_path: Path) ->
 
 def project_files() -> list[Path]:
     """The repository's own text files (virtual environments and caches left out)."""
-    skip = {".venv", "venv", ".ci-poetry", ".git", "runs", "__pycache__", ".hypothesis"}
+    skip = {".venv", "venv", ".ci-poetry", ".colab-replica", ".git", "runs", "__pycache__", ".hypothesis"}
     out = []
     for dirpath, dirnames, filenames in os.walk(ROOT):
         dirnames[:] = [d for d in dirnames if d not in skip]

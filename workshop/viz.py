@@ -1,7 +1,9 @@
 """Pictures: mask overlays, image / ground truth / prediction grids, training curves.
 
 All functions take numpy arrays (``(H, W, 3)`` uint8 images, ``(H, W)`` int masks) and return a
-matplotlib ``Figure`` (or an array), so they work the same in notebooks and in scripts.
+matplotlib ``Figure`` (or an array), so they work the same in notebooks and in scripts. Nothing here
+chooses matplotlib's backend: a script without a screen gets Agg from matplotlib itself, and a
+notebook keeps its inline plots.
 
 Taught in: notebooks/03_dataset.ipynb (overlays), notebooks/07_training.ipynb (curves),
 notebooks/08_inference.ipynb (prediction grids)
@@ -13,11 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import matplotlib
-
-if not os.environ.get("DISPLAY") and "ipykernel" not in __import__("sys").modules:
-    matplotlib.use("Agg")  # scripts and CI: draw to files without a screen
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # never matplotlib.use(): the notebook's backend (inline plots) stays as it is
 import numpy as np
 
 from workshop.data.io import default_palette

@@ -2,7 +2,8 @@
 
 Every widget here draws into an ``ipywidgets.Image`` (PNG bytes rendered with matplotlib's
 object-oriented API), never with ``plt.show()``: building and displaying one never blocks, and
-it behaves the same under nbval, in JupyterLab and in Colab.
+it behaves the same under nbval, in JupyterLab and in Colab. They work with ipywidgets 7 (what Colab
+preinstalls: 7.7.1) and 8; notebooks show them with ``display(...)``.
 
 * ``augmentation_explorer(image, mask)``: pick a transform, move its parameters, see the
   augmented image and mask side by side.
@@ -26,16 +27,26 @@ import numpy as np
 # ----------------------------------------------------------------------------- shared helpers
 
 
-def enable_colab_widgets() -> None:
-    """In Google Colab, switch on the widget manager that ipywidgets 8 needs; elsewhere do nothing."""
-    if "google.colab" not in sys.modules:
-        return
+def enable_colab_widgets() -> bool:
+    """In Google Colab with ipywidgets 8, switch on Colab's custom widget manager; otherwise do nothing.
+
+    Colab preinstalls ipywidgets 7, whose widgets its own front end draws: switching the custom
+    manager on there is not needed. ipywidgets 8 (installed by hand) needs it.
+
+    Returns:
+        Whether the custom widget manager was switched on.
+    """
+    import ipywidgets
+
+    if "google.colab" not in sys.modules or int(ipywidgets.__version__.split(".")[0]) < 8:
+        return False
     try:
         from google.colab import output  # type: ignore[import-not-found]
 
         output.enable_custom_widget_manager()
     except Exception:  # an older Colab: widgets still work, or the notebook says why
-        pass
+        return False
+    return True
 
 
 # A widget's picture is drawn at DISPLAY_DPI x PIXEL_RATIO and shown at its DISPLAY_DPI size (``show_png``

@@ -81,10 +81,7 @@ def predict_instances(
     Raises:
         WorkshopError: no images found, or a threshold outside [0, 1].
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # a bare Figure: no pyplot state, a notebook's backend untouched
 
     from workshop.data.io import list_images, read_image
     from workshop.env import get_device
@@ -116,11 +113,11 @@ def predict_instances(
         ids = instance_id_mask(masks, scores)
         stem = path.stem
         Image.fromarray(ids).save(out_dir / f"{stem}_ids.png")
-        fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / max(image.shape[1], 1)))
+        fig = Figure(figsize=(6, 6 * image.shape[0] / max(image.shape[1], 1)))
+        ax = fig.subplots()
         show_instances(image, {"masks": torch.from_numpy(masks), "boxes": torch.from_numpy(boxes), "scores": torch.from_numpy(scores)},
                        ax=ax, score_threshold=threshold, title=f"{path.name}: {len(scores)} object(s), score >= {threshold:g}")
         fig.savefig(out_dir / f"{stem}_instances.png", dpi=100, bbox_inches="tight")
-        plt.close(fig)
         results.extend(coco_result_entries(image_id, masks, boxes, labels, scores))
         images.append({"id": image_id, "file_name": path.name, "height": int(image.shape[0]), "width": int(image.shape[1])})
         written.append({"image": str(path), "overlay": str(out_dir / f"{stem}_instances.png"), "ids": str(out_dir / f"{stem}_ids.png"),

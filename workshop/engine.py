@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 from workshop import distributed  # torchrun / DDP hooks; no-ops on one process
 from workshop.config import MONITORS  # validation metrics that can pick the best checkpoint
 from workshop.errors import TrainingError, WorkshopError
+from workshop import metrics as _metrics  # reads_are_free: may a value be read without a GPU sync?
 from workshop.metrics import SegmentationMetrics
 
 CHECKPOINT_DIR = "checkpoints"
@@ -213,7 +214,7 @@ def train_one_epoch(
     total, count, steps, stopped = None, 0, 0, 0  # total: the summed loss, a device tensor
     autocast_dtype = amp_dtype if amp_dtype is not None else (torch.float16 if scaler is not None else None)
     limit = max_steps if callable(max_steps) else (lambda done: max_steps)
-    every = 1 if device.type == "cpu" else SYNC_EVERY
+    every = 1 if _metrics.reads_are_free(device) else SYNC_EVERY
     if metrics is not None:
         metrics.reset()
     for batch in _progress(loader, progress, f"epoch {epoch} train"):
@@ -430,6 +431,11 @@ def _seed_epoch(seed: int, epoch: int, loader: DataLoader) -> None:
     generator = getattr(loader, "generator", None)
     if generator is not None:
         generator.manual_seed(s)
+        if getattr(loader, "persistent_workers", False) and getattr(loader, "_iterator", None) is not None:
+            # a new DataLoader iterator draws its workers' base seed from this generator before the
+            # shuffle draws; persistent workers keep the first epoch's iterator: draw as it would, so
+            # the order of an epoch does not depend on whether its workers started in it (resume)
+            torch.empty((), dtype=torch.int64).random_(generator=generator)
     distributed.set_epoch(loader, s)  # torchrun: DistributedSampler's shuffle of epoch s
     transform = getattr(getattr(loader, "dataset", None), "transform", None)
     if hasattr(transform, "set_random_seed"):
@@ -717,9 +723,10 @@ def make_scheduler(
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     if name == "step":
-        # two drops: at the ends of the first and second thirds (a step size of total // 3 would drop
-        # a third time inside the run when total is not a multiple of 3)
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, math.ceil(total / 3)), gamma=0.1)
+        # two drops, after the first and the second third of the steps (as recipe.StepSchedule); a
+        # StepLR of total // 3 steps would drop a third time when total is not a multiple of 3
+        first, second = math.ceil((total - 1) / 3), math.ceil(2 * (total - 1) / 3)
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=sorted({max(1, first), max(1, second)}), gamma=0.1)
     if name == "none":
         return None
     raise ValueError(f"unknown scheduler {name!r}; choose one of: onecycle, cosine, step, none")

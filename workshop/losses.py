@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from workshop.metrics import reads_are_free
+from workshop import metrics as _metrics  # reads_are_free: may a value be read without a GPU sync?
 
 __all__ = [
     "LOSSES",
@@ -114,7 +114,7 @@ def _prepare(
         valid = target != ignore_index
     num_classes = 2 if mode == "binary" else channels
     bad = valid & ((target < 0) | (target >= num_classes))
-    if reads_are_free(target):
+    if _metrics.reads_are_free(target):
         if bool(bad.any()):
             offending = sorted(torch.unique(target[bad]).tolist())
             ignore_note = "" if ignore_index is None else f" or the ignore_index {ignore_index}"
@@ -133,7 +133,7 @@ def _poison(loss: Tensor, target: Tensor, mode: str, channels: int, ignore_index
 
     A CPU batch was checked by :func:`_prepare` (it raised); there this returns ``loss`` untouched.
     """
-    if reads_are_free(target):
+    if _metrics.reads_are_free(target):
         return loss
     if target.ndim == 4 and target.shape[1] == 1:
         target = target[:, 0]

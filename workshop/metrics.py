@@ -88,14 +88,15 @@ def _safe_divide(num: Tensor, den: Tensor) -> Tensor:
     return torch.where(den > 0, num / den.clamp_min(1), nan)
 
 
-def reads_are_free(tensor: Tensor) -> bool:
-    """True when reading ``tensor``'s values on the host costs no host-device synchronisation (CPU).
+def reads_are_free(where: Tensor | torch.device) -> bool:
+    """True when reading values of a tensor (or of any tensor on a device) costs no host-device synchronisation.
 
     On a GPU (or MPS) ``bool(t)``, ``t.item()``, ``t[mask]`` or ``torch.bincount(t)`` make Python wait
     for the device to finish its queue. The per-step code of the losses, the metrics and the engine
     checks values at once where this returns True, and in a synchronisation-free way elsewhere.
     """
-    return tensor.device.type == "cpu"
+    device = where.device if isinstance(where, Tensor) else torch.device(where)
+    return device.type == "cpu"
 
 
 def _confusion_counts(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None) -> Tensor:
@@ -223,7 +224,12 @@ def confusion_matrix(
         counts = _confusion_counts(pred, target, num_classes, ignore_index)
         if int(counts[-1]) == 0:
             return counts[:-1].reshape(num_classes, num_classes)
-        return confusion_matrix(pred.cpu(), target.cpu(), num_classes, ignore_index)  # raises, naming the values
+        return _confusion_on_host(pred.cpu(), target.cpu(), num_classes, ignore_index)  # raises, naming the values
+    return _confusion_on_host(pred, target, num_classes, ignore_index)
+
+
+def _confusion_on_host(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None) -> Tensor:
+    """The body of :func:`confusion_matrix` where reading values is free: check every id, then bincount."""
     pred = pred.reshape(-1)
     target = target.reshape(-1)
     if ignore_index is not None:

@@ -25,8 +25,9 @@ would pass the overall limit are skipped and say so) and writes one JSON:
     python benchmarks/gpu_check.py --dry-run --out /tmp/check.json # on the CPU: tiny sizes, proves the script
 
 ``--dry-run`` runs every part on the CPU with the smoke profile and tiny sizes (a smoke test, not a
-measurement: the numbers mean nothing). No test needs a GPU; ``tests/test_gpu_check.py`` runs the
-dry run.
+measurement: the numbers mean nothing; the mixed-precision part runs only its bare step, since
+the CPU does not autocast here, and the sync count needs CUDA's debug mode). No test needs a GPU;
+``tests/test_gpu_check.py`` runs the dry run.
 """
 
 from __future__ import annotations
@@ -218,12 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="gpu-check-"))
     work.mkdir(parents=True, exist_ok=True)
-    if args.dry_run:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # this process too: the CPU, whatever the machine has
     import torch
 
     check = Check(args.dry_run, work, args.limit_s)
-    gpus = torch.cuda.device_count()
+    gpus = 0 if args.dry_run else torch.cuda.device_count()
+    here = ["train.device=cpu"] if args.dry_run else []  # the parts run in this process: the CPU in a dry run
     profile = "smoke" if args.dry_run else "gpu"
     short = ["--set", "train.epochs=1"] if args.dry_run else ["--set", "train.epochs=5"]
     result: dict[str, Any] = {
@@ -240,10 +240,10 @@ def main(argv: list[str] | None = None) -> int:
 
     base = load_config(profile=profile).train
     if "batch" in quick:
-        bare = bare_step(profile, [], quick["batch"], steps=3 if args.dry_run else 30)
+        bare = bare_step(profile, here, quick["batch"], steps=3 if args.dry_run else 30)
         quick["bare_step"] = bare
         quick["loop_vs_bare"] = round(quick["images_per_s"] / bare["images_per_s"], 3) if quick.get("images_per_s") else None
-    result["syncs_per_step"] = syncs_per_step(profile, [], steps=3 if args.dry_run else 40) if check.left_s() > 60 else {"skipped": "time"}
+    result["syncs_per_step"] = syncs_per_step(profile, here, steps=3 if args.dry_run else 40) if check.left_s() > 60 else {"skipped": "time"}
 
     # 2. mixed precision: float16 (GradScaler) and bfloat16 (where the card has it)
     result["amp"] = {}
@@ -252,10 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         if dtype == "bfloat16" and gpus and torch.cuda.get_device_capability(0) < (8, 0):
             result["amp"][dtype] = {"skipped": "compute capability below 8.0: no native bfloat16"}
             continue
-        sets = [*short, "--set", f"train.amp_dtype={dtype}"]
-        part = semantic_run(check, f"amp-{dtype}", ["quickstart", "--profile", profile, *sets], limit_s=90)
-        if "batch" in part:
-            part["bare_step"] = bare_step(profile, [f"train.amp_dtype={dtype}"], part["batch"], steps=3 if args.dry_run else 20)
+        if args.dry_run:  # the CPU has no autocast here: the quickstart above ran this command already
+            part = {"note": "dry run: the bare step only"}
+        else:
+            sets = [*short, "--set", f"train.amp_dtype={dtype}"]
+            part = semantic_run(check, f"amp-{dtype}", ["quickstart", "--profile", profile, *sets], limit_s=90)
+        batch = part.get("batch", quick.get("batch", 2))
+        part["bare_step"] = bare_step(profile, [*here, f"train.amp_dtype={dtype}"], batch, steps=3 if args.dry_run else 20)
         result["amp"][dtype] = part
 
     # 3. torchrun, one process per GPU (gloo on the CPU in the dry run)

@@ -122,7 +122,9 @@ def train_from_config(
     log(f"model: {cfg.model.arch} / {cfg.model.encoder} ({decoder}), weights: "
         f"{getattr(model, 'weights_source', cfg.model.encoder_weights)}; device: {device}")
     loss_fn = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index,
-                          class_weights=plan.class_weights).to(device)  # class weights beside the logits
+                          class_weights=plan.class_weights)
+    if isinstance(loss_fn, torch.nn.Module):
+        loss_fn.to(device)  # its class weights beside the logits (fit does it too; the calibration comes first)
     precision = dict(amp=cfg.train.amp, amp_dtype=cfg.train.amp_dtype, channels_last=cfg.train.channels_last)
     t_budget = time.monotonic()  # the budget covers calibration, training, validation and checkpoints
     if cfg.train.max_minutes and recorded is None:

@@ -216,7 +216,10 @@ class _ReseedOnNewEpoch:
             hook.before_item()
             return original(indices) if original is not None else [dataset[i] for i in indices]
 
-        dataset.__getitems__ = getitems  # this worker's copy of the data set only
+        try:
+            dataset.__getitems__ = getitems  # this worker's copy of the data set only
+        except AttributeError:  # a data set that takes no new attributes (__slots__): torch's worker seed only
+            pass
 
     def before_item(self) -> None:
         epoch_seed = int(self.shared[0])

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow
 
 
+@pytest.mark.slow
 def test_gpu_check_dry_run_writes_every_part(tmp_path, monkeypatch) -> None:
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
     import gpu_check
@@ -31,3 +30,19 @@ def test_gpu_check_dry_run_writes_every_part(tmp_path, monkeypatch) -> None:
     maskrcnn = result["maskrcnn"]
     assert "error" not in maskrcnn and maskrcnn["steps"] >= 2 and 0 <= maskrcnn["val_mask_map"] <= 1
     assert set(result["targets"]) == {"quickstart_val_iou", "quickstart_wall_s", "loop_vs_bare", "syncs_per_step"}
+
+
+def test_ddp_throughput_counts_images_with_the_batch_that_ran(tmp_path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import ddp_throughput
+
+    history = [{"epoch": 1, "steps": 4, "train_time_s": 2.0, "elapsed_s": 3.0, "val_iou": 0.5},
+               {"epoch": 2, "steps": 4, "train_time_s": 2.0, "elapsed_s": 6.0, "val_iou": 0.9}]
+    numbers = ddp_throughput.loop_numbers(history, global_batch=4, target_iou=0.8)
+    assert numbers["images_per_s"] == 8.0  # 2 x 4 steps x 4 images in 4 s (not the configured batch)
+    assert (numbers["time_to_target_s"], numbers["epoch_of_target"], numbers["best_val_iou"]) == (6.0, 2, 0.9)
+    (tmp_path / "config.yaml").write_text("data: {batch_size: 16}\nrecipe: {batch_size: 4, total_steps: 8}\n")
+    assert ddp_throughput.recipe_of(tmp_path)["batch_size"] == 4
+    (tmp_path / "config.yaml").write_text("data: {batch_size: 16}\n")
+    with pytest.raises(SystemExit, match="no recipe"):
+        ddp_throughput.recipe_of(tmp_path)

@@ -542,3 +542,24 @@ def test_gpu_profile_applies_the_sizing_and_the_log_says_why(monkeypatch) -> Non
     plain = load_config(profile="gpu")
     assert (plain.data.batch_size, plain.data.num_workers, plain.train.amp_dtype) == (32, 2, "float16")
     assert load_config(profile="cpu").train.cudnn_benchmark is False
+
+
+def test_a_budgeted_run_calibrates_with_its_own_precision(tmp_path, monkeypatch) -> None:
+    import workshop.recipe
+    from workshop.runs import train_from_config
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def spy(model, loss_fn, optimizer_factory, train_loader, val_loader, device, **kwargs):
+        seen.update(kwargs, sync_bn=any(isinstance(m, nn.SyncBatchNorm) for m in model.modules()))
+        raise Stop
+
+    monkeypatch.setattr(workshop.recipe, "calibrate", spy)
+    cfg = load_config(profile="smoke", overrides={"model": {"encoder_weights": None},
+                                                  "train": {"max_minutes": 1.0, "amp_dtype": "bfloat16", "channels_last": True}})
+    with pytest.raises(Stop):
+        train_from_config(cfg, run_dir=tmp_path / "run", log=lambda line: None)
+    assert (seen["amp"], seen["amp_dtype"], seen["channels_last"], seen["sync_bn"]) == (True, "bfloat16", True, False)

@@ -6,7 +6,9 @@ fresh process, then reads the run folder's ``metrics.json``. It reports:
 
 * wall time of the whole command, and wall time until validation IoU first reaches ``--target-iou``
   (the ``elapsed_s`` of that epoch: training + validation + checkpoints, without start-up);
-* images/s of the training loop (images of the finished steps / ``train_time_s``, all processes);
+* images/s of the training loop (images of the finished steps / ``train_time_s``, all processes),
+  counted with the batch the recipe ran (``recipe.batch_size`` in the run's ``config.yaml``), which
+  can be smaller than the configured one (the recipe caps it to the data);
 * the loop's throughput against a bare model step: the same model, batch (per GPU) and AMP setting,
   forward + backward + optimiser step on one tensor already on the GPU, timed here in this process;
   ``loop / (bare x N)`` says how much the data loading, metrics and DDP communication cost;
@@ -54,13 +56,28 @@ def run_training(nproc: int, profile: str, overrides: list[str], workdir: Path, 
     if proc.returncode != 0:
         raise SystemExit(f"torchrun with {nproc} process(es) failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    return {"wall_s": wall, "history": metrics["history"], "best": metrics["best"], "run_dir": str(run_dir)}
+    return {"wall_s": wall, "history": metrics["history"], "best": metrics["best"], "run_dir": str(run_dir),
+            "recipe": recipe_of(run_dir), "log": proc.stdout}
 
 
-def loop_numbers(history: list[dict], images_per_epoch: int, global_batch: int, target_iou: float) -> dict:
+def recipe_of(run_dir: Path) -> dict:
+    """The ``recipe:`` section of a run's ``config.yaml``: what ran (batch size, steps), not what was configured."""
+    import yaml
+
+    data = yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}
+    recipe = data.get("recipe")
+    if not recipe or "batch_size" not in recipe:
+        raise SystemExit(f"{run_dir}/config.yaml has no recipe: section with the batch size that ran")
+    return recipe
+
+
+def loop_numbers(history: list[dict], global_batch: int, target_iou: float) -> dict:
+    """Images/s, time to the target IoU and the best IoU from a run's history.
+
+    ``global_batch`` is the batch the recipe ran (:func:`recipe_of`), never the configured one.
+    """
     train_s = sum(h["train_time_s"] for h in history)
-    # optimiser steps per epoch when the history records them, else the full epochs of the config
-    images = sum(int(h["steps"]) * global_batch if "steps" in h else images_per_epoch for h in history)
+    images = sum(int(h["steps"]) * global_batch for h in history)
     reached = next((h for h in history if h["val_iou"] is not None and h["val_iou"] >= target_iou), None)
     return {
         "epochs": len(history),
@@ -72,26 +89,37 @@ def loop_numbers(history: list[dict], images_per_epoch: int, global_batch: int, 
 
 
 def bare_step_images_per_s(cfg, per_gpu_batch: int, steps: int = 30, warmup: int = 5) -> tuple[float, bool, str]:
-    """Images/s of forward + backward + step on one resident batch (no data loading, no metrics, no DDP)."""
+    """Images/s of forward + backward + step on one resident batch (no data loading, no metrics, no DDP).
+
+    The same precision (``engine.mixed_precision``: bfloat16, or float16 with a GradScaler), memory
+    format and cuDNN setting as the run.
+    """
     import torch
 
-    from workshop.engine import make_optimizer
+    from workshop.engine import make_optimizer, mixed_precision
     from workshop.env import get_device
     from workshop.losses import create_loss
     from workshop.runs import build_model
 
     device = get_device(cfg.train.device)
-    amp = bool(cfg.train.amp and device.type == "cuda")
+    dtype, scaler = mixed_precision(device, cfg.train.amp, cfg.train.amp_dtype)
+    amp = dtype is not None
+    channels_last = bool(cfg.train.channels_last and device.type == "cuda")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = bool(cfg.train.cudnn_benchmark)
     model = build_model(cfg, 2, pretrained=False).to(device).train()
-    loss_fn = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index).to(device)
     optimizer = make_optimizer(model, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
-    scaler = torch.amp.GradScaler("cuda") if amp else None
     size = cfg.data.image_size
     images = torch.randn(per_gpu_batch, 3, size, size, device=device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
     masks = torch.randint(0, 2, (per_gpu_batch, size, size), device=device)
 
     def step() -> None:
-        with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
+        with torch.autocast("cuda", dtype=dtype or torch.float16, enabled=amp):
             loss = loss_fn(model(images), masks)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -132,7 +160,6 @@ def main() -> None:
 
     sys.path.insert(0, str(REPO))
     from workshop.config import load_config
-    from workshop.data.loaders import split_indices
     from workshop.distributed import per_rank_batch
 
     cfg = load_config(profile=args.profile, overrides=args.overrides)
@@ -142,20 +169,18 @@ def main() -> None:
     # generate the embedded data once, outside the timings
     subprocess.run([sys.executable, "-m", "workshop", "data", "generate", "--profile", args.profile],
                    env=env, check=True, capture_output=True)
-    n_train = len(split_indices(cfg.data.num_images, cfg.data.val_fraction, cfg.data.seed)[0])
-    images_per_epoch = (n_train // cfg.data.batch_size) * cfg.data.batch_size
-
-    results = {"profile": args.profile, "overrides": args.overrides, "global_batch": cfg.data.batch_size,
+    results = {"profile": args.profile, "overrides": args.overrides, "configured_batch": cfg.data.batch_size,
                "gpus_visible": torch.cuda.device_count(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                "target_iou": args.target_iou, "runs": []}
     for n in counts:
-        per_gpu = per_rank_batch(cfg.data.batch_size, n)
-        bare, amp, device = bare_step_images_per_s(cfg, per_gpu)
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()  # give GPU 0's memory back before torchrun's processes start
         run = run_training(n, args.profile, args.overrides, workdir, env)
-        loop = loop_numbers(run["history"], images_per_epoch, cfg.data.batch_size, args.target_iou)
-        row = {"nproc": n, "per_process_batch": per_gpu, "device": device, "amp": amp,
+        batch = int(run["recipe"]["batch_size"])  # what ran: the recipe may cap the configured batch
+        per_gpu = per_rank_batch(batch, n)
+        bare, amp, device = bare_step_images_per_s(cfg, per_gpu)  # after the run: torchrun's processes had the GPUs
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        loop = loop_numbers(run["history"], batch, args.target_iou)
+        row = {"nproc": n, "global_batch": batch, "per_process_batch": per_gpu, "device": device, "amp": amp,
                "wall_s": round(run["wall_s"], 1), **loop,
                "bare_step_images_per_s_per_process": round(bare, 1),
                "loop_vs_bare": round(loop["images_per_s"] / (bare * n), 3) if loop["images_per_s"] else None}

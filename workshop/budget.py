@@ -24,10 +24,12 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["BUDGET_RESERVE", "CALIBRATION_STEPS", "calibrate", "steps_in_budget", "StepSchedule", "BudgetKeeper"]
+__all__ = ["BUDGET_RESERVE", "CALIBRATION_STEPS", "WARMUP_STEPS", "calibrate", "steps_in_budget", "StepSchedule",
+           "BudgetKeeper", "without_sync_batchnorm"]
 
 BUDGET_RESERVE = 0.04  # share of the budget kept free for the variation of step times
-CALIBRATION_STEPS = 4  # timed steps, after one warm-up step
+CALIBRATION_STEPS = 4  # timed steps, after the warm-up steps
+WARMUP_STEPS = 2  # untimed: first allocations, lazy initialisation, cuDNN's autotuning, workers starting
 
 
 def calibrate(
@@ -41,13 +43,21 @@ def calibrate(
     checkpoint_dir: str | os.PathLike | None = None,
     num_classes: int = 2,
     ignore_index: int | None = 255,
+    amp: bool = False,
+    amp_dtype: str = "auto",
+    channels_last: bool = False,
+    warmup: int = WARMUP_STEPS,
 ) -> dict[str, float]:
     """Time this machine: training steps, a validation pass and an epoch's checkpoints.
 
     Real steps of ``engine.train_one_epoch`` (batch loading, the step, the training metrics) on
     real batches, and ``engine.evaluate`` on the first validation batches, on a throwaway copy of
-    the model (so the run itself starts from the untouched model); the first step is a warm-up
-    and is not timed.
+    the model (so the run itself starts from the untouched model). The steps are the ones the run
+    will take: the same mixed precision (``amp``, ``amp_dtype``: autocast, and a GradScaler for
+    float16) and memory format. The first ``warmup`` steps of the same pass are not timed, nor is
+    the first validation batch (it starts the loader's workers). The copy holds plain BatchNorm
+    where the model has ``SyncBatchNorm``: under torchrun rank 0 calibrates alone, and a
+    SyncBatchNorm would wait for the other ranks, which wait for rank 0's plan.
 
     Returns:
         ``{"step_s", "val_s", "checkpoint_s", "seconds"}``: seconds per training step, per full
@@ -56,30 +66,39 @@ def calibrate(
     """
     import itertools
 
-    from workshop.engine import evaluate, save_checkpoint, train_one_epoch
+    from workshop.engine import evaluate, mixed_precision, save_checkpoint, train_one_epoch
     from workshop.metrics import SegmentationMetrics
 
     t_start = time.monotonic()
     device = torch.device(device)
-    probe = copy.deepcopy(model).to(device)
+    channels_last = channels_last and device.type == "cuda"
+    probe = without_sync_batchnorm(copy.deepcopy(model))
+    probe = probe.to(device, memory_format=torch.channels_last) if channels_last else probe.to(device)
+    if isinstance(loss_fn, torch.nn.Module):
+        loss_fn.to(device)
     optimizer = optimizer_factory(probe)
+    autocast_dtype, scaler = mixed_precision(device, amp, amp_dtype)
 
-    def steps_of_the_real_loop(n: int) -> float:
-        # engine.train_one_epoch itself: batch loading, the step, the training metrics, the checks
-        metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
-        t0 = time.monotonic()
-        train_one_epoch(probe, train_loader, loss_fn, optimizer, device, metrics=metrics, max_steps=n)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.monotonic() - t0
+    batches = len(train_loader)
+    warmup = max(0, min(warmup, batches - 1))
+    steps = max(1, min(steps, batches - warmup))
+    clock = _StepClock(train_loader, warmup, device)
+    metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
+    done = train_one_epoch(probe, clock, loss_fn, optimizer, device, scaler=scaler, metrics=metrics,
+                           max_steps=warmup + steps, amp_dtype=autocast_dtype, channels_last=channels_last)
+    _synchronize(device)
+    timed = int(done["steps"]) - warmup
+    step_s = (time.monotonic() - clock.started) / max(timed, 1)
 
-    steps_of_the_real_loop(1)  # warm-up: first allocations, lazy initialisation
-    step_s = steps_of_the_real_loop(steps) / steps
     val_batches = len(val_loader)
-    timed = min(2, val_batches)
+    timed_val = min(2, val_batches)
+    eval_kwargs = dict(num_classes=num_classes, ignore_index=ignore_index, amp_dtype=autocast_dtype, channels_last=channels_last)
+    evaluate(probe, itertools.islice(val_loader, 1), loss_fn, device, **eval_kwargs)  # starts the workers: not timed
+    _synchronize(device)
     t0 = time.monotonic()
-    evaluate(probe, itertools.islice(val_loader, timed), loss_fn, device, num_classes=num_classes, ignore_index=ignore_index)
-    val_s = (time.monotonic() - t0) / max(timed, 1) * val_batches
+    evaluate(probe, itertools.islice(val_loader, timed_val), loss_fn, device, **eval_kwargs)
+    _synchronize(device)
+    val_s = (time.monotonic() - t0) / max(timed_val, 1) * val_batches
     state = {"model": probe.state_dict(), "optimizer": optimizer.state_dict()}
     with tempfile.TemporaryDirectory(dir=checkpoint_dir) as tmp:
         saves = []
@@ -89,7 +108,60 @@ def calibrate(
             saves.append(time.monotonic() - t0)
         checkpoint_s = 2 * min(saves)  # best.pt and last.pt
     del probe, optimizer, state
-    return {"step_s": step_s, "val_s": val_s, "checkpoint_s": checkpoint_s, "seconds": time.monotonic() - t_start}
+    return {"step_s": step_s, "val_s": val_s, "checkpoint_s": checkpoint_s, "seconds": time.monotonic() - t_start,
+            "warmup_steps": warmup, "timed_steps": timed}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class _StepClock:
+    """Iterates ``loader`` and notes the time when batch number ``start`` is asked for (the warm-up is over)."""
+
+    def __init__(self, loader, start: int, device: torch.device) -> None:
+        self.loader, self.start, self.device = loader, start, device
+        self.started = time.monotonic()
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        batches = iter(self.loader)
+        k = 0
+        while True:
+            if k == self.start:
+                _synchronize(self.device)  # the warm-up steps' queued GPU work is not counted
+                self.started = time.monotonic()
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            yield batch
+            k += 1
+
+
+def without_sync_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with every ``SyncBatchNorm`` replaced by a ``BatchNorm2d`` holding the same tensors.
+
+    For the calibration's copy of the model, which one rank runs on its own (a SyncBatchNorm would
+    gather statistics from ranks that are not running it). Changes ``module`` in place.
+    """
+    if isinstance(module, torch.nn.SyncBatchNorm):
+        plain = torch.nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
+                                     module.track_running_stats)
+        if module.affine:
+            plain.weight, plain.bias = module.weight, module.bias
+        plain.running_mean, plain.running_var = module.running_mean, module.running_var
+        plain.num_batches_tracked = module.num_batches_tracked
+        plain.train(module.training)
+        return plain
+    for name, child in module.named_children():
+        replaced = without_sync_batchnorm(child)
+        if replaced is not child:
+            setattr(module, name, replaced)
+    return module
 
 
 def steps_in_budget(available_s: float, step_s: float, per_epoch_s: float, steps_per_epoch_: int) -> tuple[int, int]:
@@ -131,7 +203,7 @@ class StepSchedule(torch.optim.lr_scheduler.LRScheduler):
     The learning rate is a function of the schedule's progress ``p`` (0 at the first step, 1 at
     the last): ``onecycle`` (cosine up from ``lr / 25`` to ``lr`` over the first 15 %, then cosine
     down to ``lr / 25e4``, as ``torch.optim.lr_scheduler.OneCycleLR``), ``cosine`` (``lr`` to 0),
-    ``step`` (x0.1 at each third) or ``none``. :meth:`replan` changes the number of steps left
+    ``step`` (x0.1 after the first and after the second third: two drops) or ``none``. :meth:`replan` changes the number of steps left
     without a jump: the progress reached so far is kept and the rest is spread over the new
     steps. Past the last step the learning rate stays at its final value.
 
@@ -173,7 +245,7 @@ class StepSchedule(torch.optim.lr_scheduler.LRScheduler):
         if self.name == "cosine":
             return peak * (1 + math.cos(math.pi * p)) / 2
         if self.name == "step":
-            return peak * 0.1 ** min(3, int(p * 3 + 1e-9))
+            return peak * 0.1 ** min(2, int(p * 3 + 1e-9))  # p = 1 (the last step) is still in the last third
         low, final = peak / self.DIV, peak / self.DIV / self.FINAL_DIV
         if p < self.PCT_START:
             q = p / self.PCT_START
@@ -201,8 +273,15 @@ class BudgetKeeper:
     steps that still fit before the deadline are computed (:func:`steps_in_budget`); when they
     differ from the steps left by more than ``tolerance``, the schedule (:class:`StepSchedule`)
     is stretched or squeezed to end at the deadline, and ``max_steps()`` follows (``engine.fit``
-    reads it at every epoch). ``grow=False`` (a resumed run keeps its recorded plan) only squeezes.
+    asks it before every step). ``grow=False`` (a resumed run keeps its recorded plan) only squeezes.
+
+    A plan of one epoch has no "after the first epoch" to re-plan at: such a run checks its plan
+    once within the epoch, after ``EARLY_SHARE`` of its steps (at least ``EARLY_MIN_STEPS``), from
+    the seconds per step measured so far, so a calibration that was off still ends on budget.
     """
+
+    EARLY_SHARE = 0.25
+    EARLY_MIN_STEPS = 3
 
     def __init__(self, plan: Any, schedule: StepSchedule, deadline: float, budget_s: float,
                  log: Callable[[str], None] = print, tolerance: float = 0.08, grow: bool = True) -> None:
@@ -210,11 +289,34 @@ class BudgetKeeper:
         self.log, self.tolerance, self.grow = log, tolerance, grow
         self.total = plan.total_steps
         self.replans: list[dict[str, Any]] = []
+        self._early: tuple[int, float | None] | None = None  # (steps done, time) where the in-epoch clock started
+        self._early_done = plan.epochs > 1  # only a one-epoch plan re-plans within its epoch
 
-    def max_steps(self) -> int:
+    def max_steps(self, done: int | None = None) -> int:
+        """The steps of the whole run; ``done`` (steps done so far) lets a one-epoch plan re-plan early."""
+        if done is not None and not self._early_done:
+            self._check_within_first_epoch(done)
         return self.total
 
+    def _check_within_first_epoch(self, done: int) -> None:
+        now = time.monotonic()
+        if self._early is None:  # the first step is about to start: it is not timed (workers start, caches fill)
+            self._early = (done + 1, None)
+            return
+        start, t0 = self._early
+        if t0 is None:
+            if done >= start:
+                self._early = (done, now)
+            return
+        measured = done - start
+        if measured < max(self.EARLY_MIN_STEPS, math.ceil(self.EARLY_SHARE * (self.total - start))):
+            return
+        self._early_done = True
+        step_s = (now - t0) / measured
+        self._replan(done, step_s, (self.plan.val_s or 0.0) + (self.plan.checkpoint_s or 0.0), "within epoch 1")
+
     def __call__(self, history: list[dict[str, Any]]) -> None:
+        self._early_done = True
         h = history[-1]
         if not h.get("steps"):
             return
@@ -226,6 +328,12 @@ class BudgetKeeper:
         step_s = max(h["train_time_s"] / h["steps"],
                      sum(r["train_time_s"] for r in history) / max(1, sum(int(r.get("steps", 0)) for r in history)))
         per_epoch = max(h["epoch_time_s"] - h["train_time_s"], 0.0) + (self.plan.checkpoint_s or 0.0)
+        self._replan(done, step_s, per_epoch, f"in epoch {h['epoch']}")
+
+    def _replan(self, done: int, step_s: float, per_epoch: float, when: str) -> None:
+        left = self.total - done
+        if left <= 0:
+            return
         remaining = self.deadline - time.monotonic() - BUDGET_RESERVE * self.budget_s / 2
         possible = steps_in_budget(remaining, step_s, per_epoch, self.plan.steps_per_epoch)[0] \
             if remaining > step_s + per_epoch else 0
@@ -236,7 +344,7 @@ class BudgetKeeper:
                 "step_s": round(step_s, 4), "remaining_s": round(max(remaining, 0.0), 1)}
         self.replans.append(note)
         calibrated = f" (calibrated {self.plan.step_s:.3f} s)" if self.plan.step_s else ""
-        self.log(f"recipe: {step_s:.3f} s per step in epoch {h['epoch']}{calibrated}: "
+        self.log(f"recipe: {step_s:.3f} s per step {when}{calibrated}: "
                  f"{possible} steps fit in the {max(remaining, 0):.0f} s left instead of {left}; the schedule's rest is "
                  f"spread over {possible} steps")
         self.total = new_total

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DECODERS = ("light", "standard")  # model.decoder; see workshop.models.LIGHT_DECODER_CHANNELS
 VIEWS = ("auto", "upright", "top_down")  # augment.view; see workshop.recipe.VIEW_BY_SOURCE
 CLASS_WEIGHTS = ("auto", "none", "sqrt_inverse", "inverse")  # train.class_weights; see workshop.recipe
+AMP_DTYPES = ("auto", "float16", "bfloat16")  # train.amp_dtype; see workshop.engine.mixed_precision
 
 # Allowed ranges of numeric fields, by "section.key": (low, high, low included, high included);
 # None for no bound. A value outside is refused with the range (epochs=-1 would "finish" with nan).
@@ -86,6 +88,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.decoder": DECODERS,
     "augment.view": VIEWS,
     "train.class_weights": CLASS_WEIGHTS,
+    "train.amp_dtype": AMP_DTYPES,
     "train.optimizer": OPTIMIZERS,
     "train.scheduler": SCHEDULERS,
     "train.monitor": MONITORS,
@@ -154,7 +157,10 @@ class TrainConfig:
     class_weights: str = "auto"  # auto: square-root inverse frequency for imbalanced multiclass data
     monitor: str = "iou"  # metric that picks the best checkpoint
     threshold: float = 0.5
-    amp: bool = True  # mixed precision, used on CUDA only
+    amp: bool = True  # mixed precision, used on CUDA only (training and validation)
+    amp_dtype: str = "auto"  # auto: bfloat16 where the card has it (no GradScaler), else float16 + GradScaler
+    channels_last: bool = False  # CUDA: model and images in channels-last memory order (faster convolutions)
+    cudnn_benchmark: bool = False  # CUDA: cuDNN times its kernels once per input shape and keeps the fastest
     device: str = "auto"
     seed: int = 42
     max_minutes: float | None = None  # stop cleanly after this many minutes
@@ -185,12 +191,105 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"epochs": 1, "progress": False},
     },
     "cpu": {},
-    "gpu": {
+    "gpu": {  # a 16 GB T4 with 2 vCPUs (Colab); on a card that is found, size_gpu_profile adjusts it
         "data": {"num_images": 1000, "image_size": 256, "batch_size": 32, "num_workers": 2},
         "model": {"encoder": "resnet34", "decoder": "standard"},
-        "train": {"epochs": 25, "lr": 1e-3},
+        "train": {"epochs": 25, "lr": 1e-3, "amp_dtype": "float16", "channels_last": True, "cudnn_benchmark": True},
     },
 }
+
+GPU_REFERENCE_BATCH, GPU_REFERENCE_LR = 32, 1e-3  # the gpu profile's recipe on a 16 GB card
+GPU_MAX_WORKERS = 8
+
+
+@dataclass(frozen=True)
+class GpuCard:
+    """What the gpu profile sizes itself to: the card's name, memory and compute capability, and the CPUs.
+
+    ``workshop.env``-free on purpose: a plain record, so :func:`size_gpu_profile` is a pure function
+    that tests feed with made-up cards.
+    """
+
+    name: str
+    memory_gib: float
+    capability: tuple[int, int]
+    cpu_count: int
+
+
+def size_gpu_profile(card: GpuCard) -> dict[str, tuple[Any, str]]:
+    """The gpu profile's settings for ``card``, each with the reason: ``{"section.key": (value, why)}``.
+
+    * ``data.num_workers``: one per CPU core, one core left to the training loop (all of them with
+      2 cores or fewer), at most ``GPU_MAX_WORKERS``.
+    * ``data.batch_size``: from the GPU's memory: 16 under 12 GiB, 32 under 24 GiB (a 16 GB T4),
+      64 above (the embedded data's 800 training images give 12 steps an epoch at 64).
+    * ``train.lr``: scaled with the square root of the batch (Adam's rule of thumb), from 1e-3 at 32.
+    * ``train.amp_dtype``: bfloat16 from compute capability 8.0 (A100, L4, H100; no GradScaler and
+      no overflow), float16 with a GradScaler before (T4, V100).
+    * ``train.cudnn_benchmark`` and ``train.channels_last``: on.
+
+    Example:
+        >>> sized = size_gpu_profile(GpuCard("Tesla T4", 14.7, (7, 5), 2))
+        >>> sized["data.batch_size"][0], sized["data.num_workers"][0], sized["train.amp_dtype"][0]
+        (32, 2, 'float16')
+    """
+    cpus = max(1, int(card.cpu_count))
+    workers = min(GPU_MAX_WORKERS, cpus if cpus <= 2 else cpus - 1)
+    if card.memory_gib < 12:
+        batch, tier = 16, "under 12 GiB"
+    elif card.memory_gib < 24:
+        batch, tier = 32, "12 to 24 GiB"
+    else:
+        batch, tier = 64, "24 GiB or more"
+    lr = round(GPU_REFERENCE_LR * math.sqrt(batch / GPU_REFERENCE_BATCH), 6)
+    bf16 = tuple(card.capability) >= (8, 0)
+    cc = f"{card.capability[0]}.{card.capability[1]}"
+    return {
+        "data.num_workers": (workers, f"{cpus} CPU core(s): {'all of them' if cpus <= 2 else 'one per core, one left to the training loop'}"
+                                      f"{f', at most {GPU_MAX_WORKERS}' if workers == GPU_MAX_WORKERS else ''}"),
+        "data.batch_size": (batch, f"{card.memory_gib:.0f} GiB of GPU memory ({tier})"),
+        "train.lr": (lr, f"batch {batch}: {GPU_REFERENCE_LR:g} x sqrt({batch}/{GPU_REFERENCE_BATCH})"),
+        "train.amp_dtype": ("bfloat16" if bf16 else "float16",
+                            f"compute capability {cc}: " + ("bfloat16 runs natively (no GradScaler needed)" if bf16
+                                                            else "no native bfloat16, so float16 with a GradScaler")),
+        "train.cudnn_benchmark": (True, "the input size is fixed (data.image_size): cuDNN picks its fastest kernels once"),
+        "train.channels_last": (True, "tensor cores take channels-last convolutions without transposing"),
+    }
+
+
+def detect_gpu_card() -> GpuCard | None:
+    """The first CUDA card and this process's CPU count, or None without CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cpus = os.cpu_count() or 1
+    return GpuCard(props.name, props.total_memory / 2**30, (props.major, props.minor), cpus)
+
+
+def describe_gpu_profile(cfg: "Config", card: GpuCard | None) -> list[str]:
+    """Run-log lines: what the gpu profile chose for ``card`` and why (or that a setting was configured)."""
+    if cfg.profile != "gpu" or card is None:
+        return []
+    lines = [f"gpu profile sized to {card.name} ({card.memory_gib:.0f} GiB, compute capability "
+             f"{card.capability[0]}.{card.capability[1]}) and {card.cpu_count} CPU core(s):"]
+    for key, (value, why) in size_gpu_profile(card).items():
+        section, name = key.split(".")
+        used = getattr(getattr(cfg, section), name)
+        lines.append(f"  {key} = {used}: {why}" if used == value else f"  {key} = {used} (configured; the card suggests {value}: {why})")
+    return lines
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        section, name = key.split(".")
+        nested.setdefault(section, {})[name] = value
+    return nested
 
 
 def resolve_profile(name: str | None = None) -> str:
@@ -242,6 +341,10 @@ def load_config(
     profile = resolve_profile(profile or from_file.get("profile"))
     merged: dict[str, Any] = {"profile": profile}
     _deep_update(merged, copy.deepcopy(PROFILE_OVERRIDES[profile]))
+    if profile == "gpu":  # the profile sizes itself to the card it finds (the file and overrides still win)
+        card = detect_gpu_card()
+        if card is not None:
+            _deep_update(merged, _nest({k: v for k, (v, _) in size_gpu_profile(card).items()}))
     # a run's config.yaml also holds the recipe's record of its choices (workshop.recipe): not settings
     _deep_update(merged, {k: v for k, v in from_file.items() if k not in ("profile", "recipe")})
     if overrides:

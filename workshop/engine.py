@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 from workshop import distributed  # torchrun / DDP hooks; no-ops on one process
 from workshop.config import MONITORS  # validation metrics that can pick the best checkpoint
 from workshop.errors import TrainingError, WorkshopError
+from workshop import metrics as _metrics  # reads_are_free: may a value be read without a GPU sync?
 from workshop.metrics import SegmentationMetrics
 
 CHECKPOINT_DIR = "checkpoints"
@@ -53,10 +54,50 @@ def _progress(iterable, enabled: bool, desc: str, total: int | None = None):
     return tqdm(iterable, desc=desc, total=total, leave=False, dynamic_ncols=True)
 
 
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
+AMP_DTYPES = ("auto", "float16", "bfloat16")  # train.amp_dtype
+SYNC_EVERY = 25  # on a GPU, the non-finite check (and torchrun's shared decisions) read the device every N steps
+
+
+def mixed_precision(device: torch.device | str, amp: bool, amp_dtype: str = "auto") -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
+    """The autocast dtype and the ``GradScaler`` of a run: what ``fit`` and the calibration both use.
+
+    Mixed precision runs on CUDA only. ``bfloat16`` has float32's range, so it needs no loss
+    scaling; ``float16`` does (a ``GradScaler``). ``auto`` takes bfloat16 where the card computes it
+    natively (compute capability 8.0 and later: A100, L4, H100) and float16 elsewhere (T4, V100).
+
+    Returns:
+        ``(dtype, scaler)``: ``(None, None)`` without mixed precision; ``scaler`` is None for bfloat16.
+
+    Raises:
+        ValueError: unknown ``amp_dtype`` (the message lists the valid ones).
+    """
+    if amp_dtype not in AMP_DTYPES:
+        raise ValueError(f"amp_dtype must be one of: {', '.join(AMP_DTYPES)} (got {amp_dtype!r})")
+    device = torch.device(device)
+    if not amp or device.type != "cuda":
+        return None, None
+    if amp_dtype == "auto":
+        major, _ = torch.cuda.get_device_capability(device)
+        amp_dtype = "bfloat16" if major >= 8 else "float16"
+    if amp_dtype == "bfloat16":
+        return torch.bfloat16, None
+    return torch.float16, torch.amp.GradScaler("cuda")
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | bool | None):
+    if dtype is True:  # the old flag: float16
+        dtype = torch.float16
+    if dtype and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=dtype)
     return contextlib.nullcontext()
+
+
+def _to_device(batch: dict[str, Any], device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's images and masks on ``device`` (copies that do not block, from pinned memory)."""
+    images = batch["image"].to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, batch["mask"].to(device, non_blocking=True)
 
 
 def _non_finite_message(loss: torch.Tensor, masks: torch.Tensor, optimizer: torch.optim.Optimizer, where: str,
@@ -128,7 +169,9 @@ def train_one_epoch(
     progress: bool = False,
     deadline: float | None = None,
     epoch: int = 0,
-    max_steps: int | None = None,
+    max_steps: int | Callable[[int], int | None] | None = None,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
 ) -> dict[str, float]:
     """Train for one pass over ``loader``.
 
@@ -142,12 +185,22 @@ def train_one_epoch(
         optimizer: the optimiser.
         device: where to compute.
         scheduler: stepped after every batch (per-step schedules), or None.
-        scaler: a ``GradScaler`` for mixed precision on CUDA, or None.
+        scaler: a ``GradScaler`` for float16 mixed precision on CUDA, or None.
         metrics: accumulates training IoU / Dice from the batches' predictions, or None.
         progress: show a tqdm bar.
         deadline: ``time.monotonic()`` value after which the loop stops after the current step.
         epoch: epoch number, for messages.
-        max_steps: stop after this many optimiser steps (the end of a schedule sized in steps).
+        max_steps: stop after this many optimiser steps (the end of a schedule sized in steps); a
+            callable is asked before every step, with the steps done in this epoch.
+        amp_dtype: autocast dtype on CUDA (``torch.float16`` with ``scaler``, ``torch.bfloat16``
+            without); None: float16 when ``scaler`` is given, else no autocast.
+        channels_last: images in channels-last memory order (faster convolutions on tensor cores;
+            the model should be converted too).
+
+    On a GPU, nothing in a step reads a value back from the device (which would make Python wait
+    for the GPU): the loss is summed on the device, the confusion matrix too, and the non-finite
+    check reads the summed loss every ``SYNC_EVERY`` steps and at the end. On the CPU reads are
+    free, and the check runs at every step, before the optimiser step.
 
     Returns:
         ``{"loss": mean loss over samples, "steps": batches done, "stopped_early": 0/1}``
@@ -158,46 +211,78 @@ def train_one_epoch(
     """
     device = torch.device(device)
     model.train()
-    total, count, steps, stopped = 0.0, 0, 0, 0
+    total, count, steps, stopped = None, 0, 0, 0  # total: the summed loss, a device tensor
+    autocast_dtype = amp_dtype if amp_dtype is not None else (torch.float16 if scaler is not None else None)
+    limit = max_steps if callable(max_steps) else (lambda done: max_steps)
+    every = 1 if _metrics.reads_are_free(device) else SYNC_EVERY
     if metrics is not None:
         metrics.reset()
     for batch in _progress(loader, progress, f"epoch {epoch} train"):
-        if max_steps is not None and steps >= max_steps:
+        cap = limit(steps)
+        if cap is not None and steps >= cap:
             break
-        images = batch["image"].to(device, non_blocking=True)
-        masks = batch["mask"].to(device, non_blocking=True)
-        with _autocast(device, scaler is not None):
+        images, masks = _to_device(batch, device, channels_last)
+        with _autocast(device, autocast_dtype):
             logits = model(images)
             loss = loss_fn(logits, masks)
-        bad_ranks = distributed.ranks_where(not torch.isfinite(loss))  # any rank's NaN stops every rank
-        if bad_ranks:
-            raise TrainingError(_non_finite_message(loss, masks, optimizer, f"epoch {epoch}, step {steps}", bad_ranks))
+        n = images.shape[0]
+        total = loss.detach().float() * n if total is None else total + loss.detach().float() * n
+        if (steps + 1) % every == 0:  # CPU: every step, before the optimiser step; GPU: every SYNC_EVERY steps
+            _check_finite(loss if every == 1 else total, masks, optimizer, epoch, steps, every)
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
-            scaler.step(optimizer)
+            scaler.step(optimizer)  # one read of the device: did the scaled gradients overflow?
             scaler.update()
         else:
             loss.backward()
             optimizer.step()
         if scheduler is not None:
-            scheduler.step()
-        n = images.shape[0]
-        total += loss.item() * n
+            with _quiet_skipped_first_step(scaler):
+                scheduler.step()
         count += n
         steps += 1
         if metrics is not None:
             metrics.update(logits.detach().float(), masks)
-        if deadline is not None and distributed.decided_by_main(time.monotonic() >= deadline):  # rank 0's clock
+        if deadline is not None and (not distributed.active() or steps % every == 0) \
+                and distributed.decided_by_main(time.monotonic() >= deadline):  # rank 0's clock
             stopped = 1
             break
-    total, count = distributed.sum_over_ranks(total, count)  # the loss of the global batch, for the log
-    out = {"loss": total / max(count, 1), "steps": float(steps), "stopped_early": float(stopped)}
+    if total is not None and steps % every != 0:  # the steps since the last check
+        _check_finite(total, masks, optimizer, epoch, steps - 1, every)
+    total_value = float(total) if total is not None else 0.0  # one read of the device per epoch
+    total_value, count = distributed.sum_over_ranks(total_value, count)  # the loss of the global batch, for the log
+    out = {"loss": total_value / max(count, 1), "steps": float(steps), "stopped_early": float(stopped)}
     if metrics is not None and count:
         distributed.reduce_confusion(metrics)
         result = metrics.compute()
         out.update(iou=float(result["iou"]), dice=float(result["dice"]))
     return out
+
+
+def _check_finite(value: torch.Tensor, masks: torch.Tensor, optimizer: torch.optim.Optimizer, epoch: int, step: int,
+                  every: int) -> None:
+    """Stop every rank when ``value`` (this step's loss, or the loss summed since the epoch began) is not finite."""
+    bad_ranks = distributed.ranks_where(not bool(torch.isfinite(value)))  # any rank's NaN stops every rank
+    if bad_ranks:
+        where = f"epoch {epoch}, step {step}" if every == 1 else f"epoch {epoch}, by step {step}"
+        raise TrainingError(_non_finite_message(value, masks, optimizer, where, bad_ranks))
+
+
+@contextlib.contextmanager
+def _quiet_skipped_first_step(scaler: torch.amp.GradScaler | None):
+    """GradScaler skips an optimiser step whose gradients overflowed, often the very first one (its
+    initial scale is tuned by trying). The schedule still counts the step, as intended; PyTorch would
+    warn that the scheduler stepped before the optimiser. Checking whether the step was skipped
+    would read the device every step, so the warning is silenced instead, for scaled runs only."""
+    if scaler is None:
+        yield
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before `optimizer\.step\(\)`")
+        yield
 
 
 @torch.no_grad()
@@ -211,11 +296,18 @@ def evaluate(
     ignore_index: int | None = 255,
     progress: bool = False,
     class_names: list[str] | None = None,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
 ) -> dict[str, Any]:
     """Validation: mean loss and confusion-matrix metrics over the whole loader.
 
     Args:
         num_classes: classes of the task (binary: 2, although the model has one output channel).
+        amp_dtype: autocast dtype on CUDA (as in training), or None for float32; the loss and the
+            metrics read float32 logits either way.
+        channels_last: images in channels-last memory order (as in training).
+
+    The loss sum and the confusion matrix stay on the device until the end: one read per pass.
 
     Returns:
         ``{"loss", "iou", "dice", "pixel_accuracy", "per_class_iou", "per_class_dice", "confusion"}``;
@@ -227,17 +319,19 @@ def evaluate(
     model.eval()
     distributed.broadcast_buffers(model)  # torchrun: every rank evaluates rank 0's batch-norm statistics
     metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index, threshold=threshold, class_names=class_names)
-    total, count = 0.0, 0
+    total, count = None, 0
     for batch in _progress(loader, progress, "validate"):
-        images = batch["image"].to(device, non_blocking=True)
-        masks = batch["mask"].to(device, non_blocking=True)
-        logits = model(images).float()
+        images, masks = _to_device(batch, device, channels_last)
+        with _autocast(device, amp_dtype):
+            logits = model(images)
+        logits = logits.float()
         if loss_fn is not None:
-            total += loss_fn(logits, masks).item() * images.shape[0]
+            batch_loss = loss_fn(logits, masks).detach().float() * images.shape[0]
+            total = batch_loss if total is None else total + batch_loss
         count += images.shape[0]
         metrics.update(logits, masks)
     distributed.reduce_confusion(metrics)  # under torchrun: one matrix summed over the ranks' shards
-    total, count = distributed.sum_over_ranks(total, count)
+    total, count = distributed.sum_over_ranks(float(total) if total is not None else 0.0, count)
     result = dict(metrics.compute())
     result["confusion"] = metrics.confusion.tolist()
     result["loss"] = total / max(count, 1) if loss_fn is not None else float("nan")
@@ -337,10 +431,18 @@ def _seed_epoch(seed: int, epoch: int, loader: DataLoader) -> None:
     generator = getattr(loader, "generator", None)
     if generator is not None:
         generator.manual_seed(s)
+        if getattr(loader, "persistent_workers", False) and getattr(loader, "_iterator", None) is not None:
+            # a new DataLoader iterator draws its workers' base seed from this generator before the
+            # shuffle draws; persistent workers keep the first epoch's iterator: draw as it would, so
+            # the order of an epoch does not depend on whether its workers started in it (resume)
+            torch.empty((), dtype=torch.int64).random_(generator=generator)
     distributed.set_epoch(loader, s)  # torchrun: DistributedSampler's shuffle of epoch s
     transform = getattr(getattr(loader, "dataset", None), "transform", None)
     if hasattr(transform, "set_random_seed"):
         transform.set_random_seed(s + 7919 * distributed.rank())  # each rank its own augmentations
+    worker_seeding = getattr(loader, "worker_init_fn", None)
+    if hasattr(worker_seeding, "set_epoch_seed"):  # workers (persistent ones too): each its own, every epoch
+        worker_seeding.set_epoch_seed(s + 7919 * distributed.rank())
 
 
 def is_improvement(value: float, best: float | None, monitor: str) -> bool:
@@ -400,8 +502,10 @@ def fit(
     resume: str | os.PathLike | None = None,
     on_epoch_end: Callable[[list[dict[str, Any]]], None] | None = None,
     extra_state: dict[str, Any] | None = None,
-    max_steps: int | Callable[[], int] | None = None,
+    max_steps: int | Callable[..., int] | None = None,
     deadline: float | None = None,
+    amp_dtype: str = "auto",
+    channels_last: bool = False,
 ) -> FitResult:
     """Train for ``epochs`` epochs, validating after each and keeping the best checkpoint.
 
@@ -412,7 +516,11 @@ def fit(
         run_dir: where ``checkpoints/{best,last}.pt`` and ``metrics.json`` go; None saves nothing.
         num_classes: classes of the task (binary: 2).
         monitor: ``"iou"``, ``"dice"`` (higher is better) or ``"loss"`` (lower is better).
-        amp: mixed precision (float16 autocast + GradScaler) when the device is CUDA.
+        amp: mixed precision when the device is CUDA, in training and validation (see
+            :func:`mixed_precision`: bfloat16 where the card supports it, else float16 + GradScaler).
+        amp_dtype: ``auto``, ``float16`` or ``bfloat16``.
+        channels_last: convert the model and the images to channels-last memory order (CUDA only;
+            faster convolutions with mixed precision).
         max_minutes: wall-clock budget; the run stops cleanly when it is used up.
         seed: base seed; epoch e uses ``seed * 1000 + e`` for shuffle, augmentations and torch.
         resume: a run folder (or a checkpoint file) to continue from.
@@ -420,7 +528,8 @@ def fit(
         extra_state: stored in every checkpoint (e.g. the config, class names).
         max_steps: optimiser steps of the whole run (the schedule's length, see
             ``workshop.recipe``); the run ends when they are done, even within an epoch. A
-            callable is asked at every epoch (the recipe re-plans against the clock).
+            callable is asked before every step with the steps done so far in the run (the
+            recipe re-plans against the clock, within the first epoch too).
         deadline: ``time.monotonic()`` at which ``max_minutes`` ends, when the budget started
             before ``fit`` (the recipe's calibration counts in it); default: now + ``max_minutes``.
 
@@ -433,8 +542,14 @@ def fit(
     if monitor not in MONITORS:
         raise ValueError(f"monitor must be one of: {', '.join(MONITORS)} (got {monitor!r})")
     device = torch.device(device)
-    model.to(device)
-    scaler = torch.amp.GradScaler("cuda") if (amp and device.type == "cuda") else None
+    channels_last = channels_last and device.type == "cuda"
+    if channels_last:
+        model.to(device, memory_format=torch.channels_last)
+    else:
+        model.to(device)
+    if isinstance(loss_fn, nn.Module):
+        loss_fn.to(device)  # its buffers (class weights, pos_weight) beside the logits
+    autocast_dtype, scaler = mixed_precision(device, amp, amp_dtype)
     run_path = Path(run_dir) if run_dir is not None else None
     ckpt_dir = run_path / CHECKPOINT_DIR if run_path and distributed.is_main() else None  # rank 0 writes
     progress = progress and distributed.is_main()
@@ -445,7 +560,10 @@ def fit(
     start_epoch = 1
 
     if resume is not None:
-        state = load_checkpoint(_resume_file(resume), map_location=device)
+        # to the CPU: load_state_dict copies the weights to the model's device and the optimiser's
+        # state to its parameters' devices, but keeps Adam's step counters on the CPU, where
+        # reading them costs no synchronisation (on the GPU: one per parameter per step)
+        state = load_checkpoint(_resume_file(resume), map_location="cpu")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
@@ -480,21 +598,29 @@ def fit(
     train_metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index, threshold=threshold)
     epoch = start_epoch - 1
     steps_done = sum(int(h.get("steps", 0)) for h in result.history)
-    step_limit = max_steps if callable(max_steps) else (lambda: max_steps)
+    if callable(max_steps):
+        step_limit = lambda done=None: max_steps(steps_done if done is None else done)  # noqa: E731
+    else:
+        step_limit = lambda done=None: max_steps  # noqa: E731
     try:
         for epoch in range(start_epoch, epochs + 1):
             if step_limit() is not None and steps_done >= step_limit():
                 break
             _seed_epoch(seed, epoch, train_loader)
             t0 = time.monotonic()
+            def epoch_limit(done_in_epoch: int, first: int = steps_done) -> int | None:
+                limit = step_limit(first + done_in_epoch)
+                return None if limit is None else limit - first
+
             train = train_one_epoch(
                 train_model, train_loader, loss_fn, optimizer, device, scheduler, scaler,
                 metrics=train_metrics, progress=progress, deadline=deadline, epoch=epoch,
-                max_steps=None if step_limit() is None else step_limit() - steps_done,
+                max_steps=epoch_limit, amp_dtype=autocast_dtype, channels_last=channels_last,
             )
             steps_done += int(train["steps"])
             t_train = time.monotonic() - t0
-            val = evaluate(model, val_loader, loss_fn, device, num_classes, threshold, ignore_index, progress)
+            val = evaluate(model, val_loader, loss_fn, device, num_classes, threshold, ignore_index, progress,
+                           amp_dtype=autocast_dtype, channels_last=channels_last)
             record = {
                 "epoch": epoch,
                 "train_loss": train["loss"],
@@ -583,7 +709,7 @@ def make_scheduler(
     steps_per_epoch: int = 0,
     total_steps: int | None = None,
 ):
-    """A per-step LR schedule: ``onecycle``, ``cosine``, ``step`` (x0.1 every third of the run) or ``none``.
+    """A per-step LR schedule: ``onecycle``, ``cosine``, ``step`` (x0.1 after each of the first two thirds) or ``none``.
 
     Sized in optimiser steps: ``total_steps`` when given (``workshop.recipe`` lays it over a time
     budget), else ``epochs * steps_per_epoch``. One-cycle's last step runs at its final,
@@ -597,7 +723,10 @@ def make_scheduler(
     if name == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     if name == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, total // 3), gamma=0.1)
+        # two drops, after the first and the second third of the steps (as recipe.StepSchedule); a
+        # StepLR of total // 3 steps would drop a third time when total is not a multiple of 3
+        first, second = math.ceil((total - 1) / 3), math.ceil(2 * (total - 1) / 3)
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=sorted({max(1, first), max(1, second)}), gamma=0.1)
     if name == "none":
         return None
     raise ValueError(f"unknown scheduler {name!r}; choose one of: onecycle, cosine, step, none")

@@ -152,12 +152,87 @@ def format_doctor(report: dict[str, Any]) -> str:
 def data_loader_kwargs(device: torch.device, num_workers: int) -> dict[str, Any]:
     """DataLoader keyword arguments that suit the device (pinned memory on CUDA).
 
+    With workers, they persist from epoch to epoch and each gets its own augmentations
+    (:class:`WorkerSeeding`).
+
     Taught in: notebooks/04_dataloaders.ipynb
     """
     kwargs: dict[str, Any] = {"num_workers": num_workers, "pin_memory": device.type == "cuda"}
     if num_workers > 0:
         kwargs["persistent_workers"] = True
+        kwargs["worker_init_fn"] = WorkerSeeding()
     return kwargs
+
+
+class WorkerSeeding:
+    """A DataLoader ``worker_init_fn``: every worker, in every epoch, draws its own augmentations.
+
+    A worker process starts as a copy of the main process, random generators included, so without
+    this every worker repeats the same flips and crops. Persistent workers also never see the
+    re-seeding the main process does at the start of an epoch (``engine.fit``). So the main process
+    writes each epoch's seed into a small shared-memory tensor (:meth:`set_epoch_seed`, called by
+    ``engine.fit`` before the epoch's first batch is asked for), and each worker, at its first item
+    of an epoch, re-seeds Python, NumPy, torch and the data set's transform from that seed and its
+    worker id. The augmentations of epoch ``e`` are then a function of the seed, ``e`` and the
+    worker: a resumed run draws what an uninterrupted one draws (with the same ``num_workers``).
+
+    The object is importable by name and holds only a tensor, so it works with ``spawn`` (macOS,
+    Windows) as well as ``fork``.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.epoch_seed = torch.full((1,), int(seed), dtype=torch.int64).share_memory_()
+
+    def set_epoch_seed(self, seed: int) -> None:
+        """Main process: the seed of the epoch about to start (the workers read it at their next item)."""
+        self.epoch_seed.fill_(int(seed))
+
+    def __call__(self, worker_id: int) -> None:
+        from torch.utils.data import get_worker_info
+
+        info = get_worker_info()
+        if info is None:
+            return
+        _ReseedOnNewEpoch.install(info.dataset, self.epoch_seed, worker_id)
+
+
+def worker_seed(epoch_seed: int, worker_id: int) -> int:
+    """The seed of worker ``worker_id`` in the epoch seeded ``epoch_seed`` (different for every pair)."""
+    return (int(epoch_seed) * 1_000_003 + 7_919 * (worker_id + 1)) % (2**31 - 1)
+
+
+class _ReseedOnNewEpoch:
+    """Inside a worker: before each item, re-seed everything when the shared epoch seed has changed."""
+
+    def __init__(self, dataset: Any, shared: torch.Tensor, worker_id: int) -> None:
+        self.dataset, self.shared, self.worker_id, self.seen = dataset, shared, worker_id, None
+
+    @classmethod
+    def install(cls, dataset: Any, shared: torch.Tensor, worker_id: int) -> None:
+        hook = cls(dataset, shared, worker_id)
+        original = getattr(dataset, "__getitems__", None)
+
+        def getitems(indices: list[int]) -> list[Any]:  # the fetcher calls dataset.__getitems__ when present
+            hook.before_item()
+            return original(indices) if original is not None else [dataset[i] for i in indices]
+
+        try:
+            dataset.__getitems__ = getitems  # this worker's copy of the data set only
+        except AttributeError:  # a data set that takes no new attributes (__slots__): torch's worker seed only
+            pass
+
+    def before_item(self) -> None:
+        epoch_seed = int(self.shared[0])
+        if epoch_seed == self.seen:
+            return
+        self.seen = epoch_seed
+        seed = worker_seed(epoch_seed, self.worker_id)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        for owner in (self.dataset, getattr(self.dataset, "transform", None)):
+            if hasattr(owner, "set_random_seed"):
+                owner.set_random_seed(seed)
 
 
 def is_ci() -> bool:

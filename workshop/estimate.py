@@ -51,6 +51,8 @@ def estimate_fit_seconds(
         return 0.0
     probe = copy.deepcopy(model).to(device).train()
     device = torch.device(device)
+    if isinstance(loss_fn, nn.Module):
+        loss_fn.to(device)  # class weights beside the logits (as engine.fit does)
     times: list[float] = []
     batches = iter(train_loader)
     for i in range(steps + 1):

@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from workshop import metrics as _metrics  # reads_are_free: may a value be read without a GPU sync?
+
 __all__ = [
     "LOSSES",
     "MODES",
@@ -68,6 +70,12 @@ def _prepare(
     logits: Tensor, target: Tensor, mode: str, ignore_index: int | None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Check shapes and values; return float32 logits, target with ignored pixels set to 0, valid mask.
+
+    Class ids are checked where reading them is free (a CPU tensor): a wrong id raises at once,
+    naming the values. On a GPU reading them would make every step wait for the device (a
+    host-device synchronisation), so a wrong id is not read here: its pixels are marked invalid
+    and given a NaN loss instead (see :func:`_poison`), which the training loop's non-finite
+    check reports with the batch's mask values.
 
     Shape:
         - logits: (N, C, H, W)
@@ -106,15 +114,35 @@ def _prepare(
         valid = target != ignore_index
     num_classes = 2 if mode == "binary" else channels
     bad = valid & ((target < 0) | (target >= num_classes))
-    if bool(bad.any()):
-        offending = sorted(torch.unique(target[bad]).tolist())
-        ignore_note = "" if ignore_index is None else f" or the ignore_index {ignore_index}"
-        raise ValueError(
-            f"target holds values {offending}; mode={mode!r} with {channels} channel(s) expects "
-            f"class ids 0..{num_classes - 1}{ignore_note}"
-        )
+    if _metrics.reads_are_free(target):
+        if bool(bad.any()):
+            offending = sorted(torch.unique(target[bad]).tolist())
+            ignore_note = "" if ignore_index is None else f" or the ignore_index {ignore_index}"
+            raise ValueError(
+                f"target holds values {offending}; mode={mode!r} with {channels} channel(s) expects "
+                f"class ids 0..{num_classes - 1}{ignore_note}"
+            )
+    else:
+        valid = valid & ~bad  # never index a class weight or a one-hot with a wrong id on the device
     target = torch.where(valid, target, torch.zeros_like(target))
     return logits.float(), target, valid
+
+
+def _poison(loss: Tensor, target: Tensor, mode: str, channels: int, ignore_index: int | None) -> Tensor:
+    """``loss``, or NaN when a device batch holds class ids outside the task (no synchronisation).
+
+    A CPU batch was checked by :func:`_prepare` (it raised); there this returns ``loss`` untouched.
+    """
+    if _metrics.reads_are_free(target):
+        return loss
+    if target.ndim == 4 and target.shape[1] == 1:
+        target = target[:, 0]
+    target = target.long()
+    num_classes = 2 if mode == "binary" else channels
+    bad = (target < 0) | (target >= num_classes)
+    if ignore_index is not None:
+        bad = bad & (target != ignore_index)
+    return torch.where(bad.any(), torch.full_like(loss, float("nan")), loss)
 
 
 def _masked_mean(per_pixel: Tensor, valid: Tensor) -> Tensor:
@@ -214,7 +242,11 @@ class DiceLoss(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        raw_target, channels = target, logits.shape[1]
         logits, target, valid = _prepare(logits, target, self.mode, self.ignore_index)
+        return _poison(self._dice(logits, target, valid), raw_target, self.mode, channels, self.ignore_index)
+
+    def _dice(self, logits: Tensor, target: Tensor, valid: Tensor) -> Tensor:
         if self.mode == "binary":
             # An ignored pixel gets probability sigmoid(-inf) = 0 and target 0 (set by _prepare),
             # so it adds nothing to any sum of dice_loss, and no gradient.
@@ -267,11 +299,13 @@ class BCEWithIgnore(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        raw_target = target
         logits, target, valid = _prepare(logits, target, "binary", self.ignore_index)
         per_pixel = F.binary_cross_entropy_with_logits(
-            logits[:, 0], target.to(logits.dtype), pos_weight=self.pos_weight, reduction="none"
+            logits[:, 0], target.to(logits.dtype), reduction="none",
+            pos_weight=None if self.pos_weight is None else self.pos_weight.to(logits.device),
         )
-        return _masked_mean(per_pixel, valid)
+        return _poison(_masked_mean(per_pixel, valid), raw_target, "binary", 1, self.ignore_index)
 
     def extra_repr(self) -> str:
         weight = None if self.pos_weight is None else float(self.pos_weight)
@@ -307,16 +341,21 @@ class CEWithIgnore(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        raw_target, channels = target, logits.shape[1]
         logits, target, valid = _prepare(logits, target, "multiclass", self.ignore_index)
         per_pixel = F.cross_entropy(logits, target, reduction="none")
         if self.weight is None:
-            return _masked_mean(per_pixel, valid)
-        if self.weight.numel() != logits.shape[1]:
-            raise ValueError(
-                f"weight has {self.weight.numel()} entries but logits have {logits.shape[1]} classes"
-            )
-        pixel_weight = self.weight.to(logits.device)[target] * valid
-        return (per_pixel * pixel_weight).sum() / pixel_weight.sum().clamp_min(1e-12)
+            loss = _masked_mean(per_pixel, valid)
+        else:
+            if self.weight.numel() != logits.shape[1]:
+                raise ValueError(
+                    f"weight has {self.weight.numel()} entries but logits have {logits.shape[1]} classes"
+                )
+            # a buffer: loss_fn.to(device) (engine.fit does it) puts it beside the logits once, and
+            # .to() is then free; without it, every call would copy it to the GPU and wait
+            pixel_weight = self.weight.to(logits.device)[target] * valid
+            loss = (per_pixel * pixel_weight).sum() / pixel_weight.sum().clamp_min(1e-12)
+        return _poison(loss, raw_target, "multiclass", channels, self.ignore_index)
 
     def extra_repr(self) -> str:
         weight = None if self.weight is None else self.weight.tolist()
@@ -371,6 +410,7 @@ class FocalLoss(nn.Module):
         self.ignore_index = ignore_index
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        raw_target, channels = target, logits.shape[1]
         logits, target, valid = _prepare(logits, target, self.mode, self.ignore_index)
         if self.mode == "binary":
             truth = target.to(logits.dtype)
@@ -386,12 +426,12 @@ class FocalLoss(nn.Module):
                         f"multiclass alpha needs one weight per class ({logits.shape[1]}), "
                         f"got {self.alpha.numel()}"
                     )
-                alpha_t = self.alpha.to(logits.device)[target]
+                alpha_t = self.alpha.to(logits.device)[target]  # a buffer: free once loss_fn.to(device)
         p_t = torch.exp(-ce)  # probability of the true class
         per_pixel = (1 - p_t).clamp_min(0).pow(self.gamma) * ce
         if alpha_t is not None:
             per_pixel = per_pixel * alpha_t
-        return _masked_mean(per_pixel, valid)
+        return _poison(_masked_mean(per_pixel, valid), raw_target, self.mode, channels, self.ignore_index)
 
     def extra_repr(self) -> str:
         alpha = None if self.alpha is None else self.alpha.tolist()

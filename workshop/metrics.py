@@ -26,8 +26,10 @@ Empty masks, the two rules:
   there); when exactly one of them is empty it scores 0.0.
 
 Metric values are ``float64`` tensors (counts are ``int64``), so large data sets stay exact; on
-Apple's MPS, which has no float64, they are ``float32``.
-Everything runs on the device of the input; nothing is moved to the CPU behind your back.
+Apple's MPS, which has no float64, the functions that divide on the device give ``float32``.
+Counting runs on the device of the input. On a GPU, :class:`SegmentationMetrics` never reads a
+value back during ``update`` (a read waits for the GPU to finish: a host-device synchronisation),
+so a training step is not slowed down; the counts are read once, in ``compute()``.
 
 Example:
     >>> import torch
@@ -95,6 +97,42 @@ def _safe_divide(num: Tensor, den: Tensor) -> Tensor:
     nan = torch.full_like(num, float("nan"))
     # clamping keeps 0/0 out of the untaken branch; counts >= 1 are unchanged by it
     return torch.where(den > 0, num / den.clamp_min(1), nan)
+
+
+def reads_are_free(where: Tensor | torch.device) -> bool:
+    """True when reading values of a tensor (or of any tensor on a device) costs no host-device synchronisation.
+
+    On a GPU (or MPS) ``bool(t)``, ``t.item()``, ``t[mask]`` or ``torch.bincount(t)`` make Python wait
+    for the device to finish its queue. The per-step code of the losses, the metrics and the engine
+    checks values at once where this returns True, and in a synchronisation-free way elsewhere.
+    """
+    device = where.device if isinstance(where, Tensor) else torch.device(where)
+    return device.type == "cpu"
+
+
+def _confusion_counts(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None) -> Tensor:
+    """Confusion counts without any host-device synchronisation: ``(C * C + 1,)`` int64.
+
+    The first ``C * C`` entries are the matrix (row-major, ``target * C + pred``); the last counts
+    the valid pixels whose target or prediction lies outside ``[0, C)``. Ignored pixels go to a
+    discarded bin. ``scatter_add_`` into a fixed number of bins replaces boolean-mask indexing
+    (``t[keep]``, whose result size the host must learn) and ``torch.bincount`` (which reads the
+    largest value back to size its output).
+
+    Shape:
+        - pred, target: any shape, the same
+        - output: (C * C + 1,)
+    """
+    pred = pred.reshape(-1)
+    target = target.reshape(-1)
+    k = num_classes
+    bad = (target < 0) | (target >= k) | (pred < 0) | (pred >= k)
+    index = torch.where(bad, k * k, target * k + pred)
+    if ignore_index is not None:
+        index = torch.where(target == ignore_index, k * k + 1, index)
+    counts = torch.zeros(k * k + 2, dtype=torch.int64, device=index.device)
+    counts.scatter_add_(0, index, torch.ones_like(index))
+    return counts[: k * k + 1]
 
 
 def _tp_fp_fn(cm: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -193,6 +231,16 @@ def confusion_matrix(
             f"pred and target must have the same shape, got {tuple(pred.shape)} and "
             f"{tuple(target.shape)}"
         )
+    if not reads_are_free(pred):  # a GPU: count without synchronising, then read the bad-value bin once
+        counts = _confusion_counts(pred, target, num_classes, ignore_index)
+        if int(counts[-1]) == 0:
+            return counts[:-1].reshape(num_classes, num_classes)
+        return _confusion_on_host(pred.cpu(), target.cpu(), num_classes, ignore_index)  # raises, naming the values
+    return _confusion_on_host(pred, target, num_classes, ignore_index)
+
+
+def _confusion_on_host(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int | None) -> Tensor:
+    """The body of :func:`confusion_matrix` where reading values is free: check every id, then bincount."""
     pred = pred.reshape(-1)
     target = target.reshape(-1)
     if ignore_index is not None:
@@ -520,10 +568,12 @@ class SegmentationMetrics:
             list(class_names) if class_names is not None else [f"class_{i}" for i in range(num_classes)]
         )
         self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+        self._invalid: Tensor | None = None  # on a GPU: pixels with class ids outside [0, C), read in compute()
 
     def reset(self) -> None:
         """Forget everything counted so far (keeps the device of the matrix)."""
         self.confusion = torch.zeros_like(self.confusion)
+        self._invalid = None
 
     @torch.no_grad()
     def update(self, logits_or_labels: Tensor, target: Tensor) -> None:
@@ -555,8 +605,30 @@ class SegmentationMetrics:
                 )
             pred = logits_to_labels(pred, self.threshold)
         target = _squeeze_channel(torch.as_tensor(target))
+        if isinstance(pred, Tensor) and not reads_are_free(pred):
+            # a GPU: no value is read back here (no synchronisation per batch); compute() checks once
+            pred = _as_label_tensor(pred, "pred")
+            target = _as_label_tensor(target, "target").to(pred.device)
+            if pred.shape != target.shape:
+                raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+            counts = _confusion_counts(pred, target, self.num_classes, self.ignore_index)
+            k = self.num_classes
+            self.confusion = self.confusion.to(counts.device) + counts[:-1].reshape(k, k)
+            self._invalid = counts[-1] if self._invalid is None else self._invalid + counts[-1]
+            return
         cm = confusion_matrix(pred, target, self.num_classes, self.ignore_index)
         self.confusion = self.confusion.to(cm.device) + cm
+
+    def _check_counted_values(self) -> None:
+        """Raise, once, if a GPU batch held class ids outside ``[0, C)`` (counted without reading)."""
+        if self._invalid is None:
+            return
+        bad = int(self._invalid)
+        if bad:
+            allowed = f"the classes 0..{self.num_classes - 1}"
+            if self.ignore_index is not None:
+                allowed += f" or the ignore_index {self.ignore_index}"
+            raise ValueError(f"{bad} pixel(s) held values outside {allowed}; check num_classes and the mask values")
 
     def compute(self) -> dict[str, Any]:
         """Read the metrics off the accumulated confusion matrix.
@@ -566,9 +638,15 @@ class SegmentationMetrics:
             "per_class_dice"}`` as lists of floats. For 2 classes "iou"/"dice" are the foreground
             (class 1) values; for more classes they are the nanmean over classes (classes absent
             from both prediction and target are left out). Values are NaN before any update.
+            The matrix is read off the device once, and the values are computed on the CPU.
+
+        Raises:
+            ValueError: a batch counted on a GPU held class ids outside ``[0, num_classes)``.
         """
-        iou = iou_from_confusion(self.confusion)
-        dice = dice_from_confusion(self.confusion)
+        self._check_counted_values()
+        cm = self.confusion.cpu()  # one read of the device per compute(), whatever the number of batches
+        iou = iou_from_confusion(cm)
+        dice = dice_from_confusion(cm)
         if self.num_classes == 2:
             iou_value, dice_value = iou[1], dice[1]
         else:
@@ -576,7 +654,7 @@ class SegmentationMetrics:
         return {
             "iou": float(iou_value),
             "dice": float(dice_value),
-            "pixel_accuracy": float(pixel_accuracy(self.confusion)),
+            "pixel_accuracy": float(pixel_accuracy(cm)),
             "per_class_iou": iou.tolist(),
             "per_class_dice": dice.tolist(),
         }
@@ -588,7 +666,8 @@ class SegmentationMetrics:
             Rows with keys name, iou, dice, precision, recall, f1, accuracy (floats, NaN where
             undefined) and support (int: pixels of that class in the target).
         """
-        cm = self.confusion
+        self._check_counted_values()
+        cm = self.confusion.cpu()
         iou = iou_from_confusion(cm).tolist()
         dice = dice_from_confusion(cm).tolist()
         prf = {key: value.tolist() for key, value in precision_recall_f1(cm).items()}

@@ -109,28 +109,39 @@ def train_from_config(
     from workshop.fingerprint import describe
 
     log(describe(plan.fingerprint, names))
+    if device.type == "cuda":
+        from workshop.config import describe_gpu_profile, detect_gpu_card
+
+        for line in describe_gpu_profile(cfg, detect_gpu_card()):
+            log(line)
+        torch.backends.cudnn.benchmark = bool(cfg.train.cudnn_benchmark)  # fixed input size: tune kernels once
     num_classes = len(names)
     model = build_model(cfg, num_classes)
-    model = distributed.convert_sync_batchnorm(model, cfg.train.sync_bn, device)  # train.sync_bn, off by default
     widths = getattr(model, "decoder_channels", None)
     decoder = f"decoder {'-'.join(map(str, widths))}" if widths else "standard decoder"
     log(f"model: {cfg.model.arch} / {cfg.model.encoder} ({decoder}), weights: "
         f"{getattr(model, 'weights_source', cfg.model.encoder_weights)}; device: {device}")
     loss_fn = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index,
                           class_weights=plan.class_weights)
-    optimizer = make_optimizer(model, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
+    if isinstance(loss_fn, torch.nn.Module):
+        loss_fn.to(device)  # its class weights beside the logits (fit does it too; the calibration comes first)
+    precision = dict(amp=cfg.train.amp, amp_dtype=cfg.train.amp_dtype, channels_last=cfg.train.channels_last)
     t_budget = time.monotonic()  # the budget covers calibration, training, validation and checkpoints
     if cfg.train.max_minutes and recorded is None:
         if distributed.is_main():  # torchrun: rank 0 alone times the machine and decides; the others wait for its plan
             shard_train, shard_val = distributed.shard_loaders(train_loader, val_loader)  # the share one rank steps through
             with distributed.alone():  # no collective call: the other ranks are waiting in the broadcast below
+                # the model before SyncBatchNorm (which would wait for the other ranks), timed with the
+                # run's own mixed precision and memory format
                 timing = recipe.calibrate(model, loss_fn, lambda m: make_optimizer(m, cfg.train.optimizer, cfg.train.lr,
                                           cfg.train.weight_decay), shard_train, shard_val, device,
-                                          num_classes=num_classes, ignore_index=cfg.data.ignore_index)
+                                          num_classes=num_classes, ignore_index=cfg.data.ignore_index, **precision)
             recipe.lay_over_budget(plan, cfg, timing, time.monotonic() - t_budget)
         plan = data.plan = distributed.same_on_all_ranks(plan)  # torchrun: every rank runs rank 0's plan, or they hang
         cfg.train.epochs = plan.epochs
         train_loader = data.rebuild_train_loader()  # the plan may make an epoch several passes
+    model = distributed.convert_sync_batchnorm(model, cfg.train.sync_bn, device)  # train.sync_bn, off by default
+    optimizer = make_optimizer(model, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
     keeper = None
     budgeted = recorded.get("budget_s") is not None if recorded is not None else bool(cfg.train.max_minutes)
     if budgeted:
@@ -165,7 +176,7 @@ def train_from_config(
     result = fit(  # under a budget the steps end the run; the epochs only bound a schedule the clock stretches
         model, train_loader, val_loader, loss_fn, optimizer, 10 * cfg.train.epochs + 10 if keeper and keeper.grow else cfg.train.epochs, device,
         scheduler=scheduler, run_dir=run_path, num_classes=num_classes, monitor=cfg.train.monitor,
-        threshold=cfg.train.threshold, ignore_index=cfg.data.ignore_index, amp=cfg.train.amp,
+        threshold=cfg.train.threshold, ignore_index=cfg.data.ignore_index, **precision,
         max_minutes=cfg.train.max_minutes, seed=cfg.train.seed, progress=cfg.train.progress,
         resume=resume, on_epoch_end=report, max_steps=keeper.max_steps if keeper else plan.total_steps,
         deadline=t_budget + cfg.train.max_minutes * 60 if cfg.train.max_minutes else None,
@@ -174,7 +185,7 @@ def train_from_config(
     result.summary["replans"] = keeper.replans if keeper else []
     if result.history and distributed.is_main():
         recipe.summarize_against_baselines(result, data.val_ds, len(names), cfg, names, log)
-        write_run_figures(result, model, val_loader, device)
+        write_run_figures(result, model, val_loader, device, threshold=cfg.train.threshold)
     return result
 
 
@@ -228,8 +239,11 @@ def _budget_overrides(cfg: Config) -> dict[str, Any]:
     return {"train": {"max_minutes": cfg.train.max_minutes}}
 
 
-def write_run_figures(result: FitResult, model, val_loader, device, rows: int = 6) -> None:
-    """``curves.png`` and ``predictions.png`` (best checkpoint on the first validation images)."""
+def write_run_figures(result: FitResult, model, val_loader, device, rows: int = 6, threshold: float = 0.5) -> None:
+    """``curves.png`` and ``predictions.png`` (best checkpoint on the first validation images).
+
+    ``threshold``: the run's ``train.threshold``, so the figure shows the masks its metrics scored.
+    """
     from workshop.augment import denormalize
     from workshop.engine import load_checkpoint
     from workshop.metrics import logits_to_labels
@@ -245,7 +259,7 @@ def write_run_figures(result: FitResult, model, val_loader, device, rows: int = 
     with torch.no_grad():
         for batch in val_loader:
             logits = model(batch["image"].to(device)).float()
-            labels = logits_to_labels(logits).cpu().numpy()
+            labels = logits_to_labels(logits, threshold).cpu().numpy()
             for i in range(batch["image"].shape[0]):
                 images.append(denormalize(batch["image"][i]))
                 masks.append(batch["mask"][i].numpy())

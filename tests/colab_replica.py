@@ -1,7 +1,9 @@
 """A replica of Google Colab's Python environment, for tests/test_colab_replica.py.
 
 A virtual environment holding Colab's preinstalled versions (``tests/colab/constraints.txt``) is
-built once and kept in ``.colab-replica/`` (ignored by git): torch alone is a 530 MB download. Each
+built once and kept outside the checkout, in ``$WORKSHOP_COLAB_REPLICA`` (default
+``~/.cache/workshop/colab-replica``), so fresh clones on one machine share it: torch alone is a
+530 MB download. Each
 test session first puts it back as it was built (``reset``): packages added by an earlier run are
 uninstalled, and an environment whose preinstalled versions changed is rebuilt.
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 COLAB = ROOT / "tests" / "colab"
 CONSTRAINTS = COLAB / "constraints.txt"
-CACHE = ROOT / ".colab-replica"
+CACHE = Path(os.environ.get("WORKSHOP_COLAB_REPLICA") or Path.home() / ".cache" / "workshop" / "colab-replica")
 VENV = CACHE / "venv"
 STAMP = CACHE / "stamp.json"
 BASE = CACHE / "preinstalled.json"

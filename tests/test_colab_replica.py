@@ -11,7 +11,7 @@ commit of the working tree, tagged like a release). Then:
 * every notebook runs in that environment (smoke profile), its set-up cell skipping the install.
 
 Skipped only when the package index cannot be reached. The first run builds the replica
-(minutes: torch 2.11 is a 530 MB wheel); later runs reuse it from ``.colab-replica/``.
+(minutes: torch 2.11 is a 530 MB wheel); later runs reuse it from ``~/.cache/workshop/colab-replica`` (``$WORKSHOP_COLAB_REPLICA``).
 """
 
 from __future__ import annotations

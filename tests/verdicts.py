@@ -26,9 +26,10 @@ def fix_fragments(ex: Exercise) -> set[str]:
 def teaching_problems(ex: Exercise, message: str) -> list[str]:
     """What is wrong with a FAIL verdict's message ([] when it names a cause and points to hint(1) only)."""
     problems = []
+    message_without_code = re.sub(r"\(line \d+: .*(?=\. Read tasks\.)", "", message)  # the learner's own line, quoted
     if not message.endswith(f"Read tasks.{ex.name}.hint(1)."):
         problems.append(f"does not end by pointing to tasks.{ex.name}.hint(1)")
     if re.search(r"hint\([2-9]\)", message):
         problems.append("points past hint(1)")
-    problems += [f"hands over the fix {fragment!r}" for fragment in sorted(fix_fragments(ex)) if fragment in message]
+    problems += [f"hands over the fix {fragment!r}" for fragment in sorted(fix_fragments(ex)) if fragment in message_without_code]
     return problems

@@ -20,7 +20,7 @@ import traceback
 from dataclasses import dataclass
 
 _ORDER = ("transform ORDER: a step after ToTensorV2 was given a torch tensor. Normalize, Resize and the flips work "
-          "on NumPy arrays (H, W, C); ToTensorV2 turns the arrays into tensors, so it must come last")
+          "on NumPy arrays (H, W, C) and ToTensorV2 turns them into tensors: ToTensorV2 must come last")
 _NOT_FLOAT = "the tensor was never turned into floats (a missing .float())"
 
 

@@ -28,3 +28,28 @@ def shared_dataset(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"real data set {name!r} not present at {path}")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _fail_lines_teach(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the exercise tests, every FAIL verdict names its cause, points to hint(1), and hands over no fix.
+
+    Every wrong answer of tests/test_tasks_*.py goes through ``Exercise.run_checks``: a verdict that
+    breaks the rule (see tests/verdicts.py) fails the test that produced it.
+    """
+    if not request.module.__name__.split(".")[-1].startswith("test_tasks_"):
+        return
+    from verdicts import teaching_problems
+
+    from workshop.tasks.core import Exercise
+
+    original = Exercise.run_checks
+
+    def run_checks(self: Exercise, candidate):
+        verdict = original(self, candidate)
+        if not verdict.passed and self.hints:
+            problems = teaching_problems(self, verdict.message)
+            assert not problems, f"FAIL line of {self.name}: {'; '.join(problems)}:\n{verdict.message}"
+        return verdict
+
+    monkeypatch.setattr(Exercise, "run_checks", run_checks)

@@ -60,7 +60,7 @@ def test_cuda_on_a_cpu_machine_is_a_one_line_error(tmp_path, capsys) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["train"], "error: train needs --config FILE (or --resume RUN_DIR)"),
+        (["train", "--set", "data.source=folder"], "error: data.root must name the data folder when data.source is 'folder'"),
         (["train", "--config", "missing.yaml"], "error: config file not found: missing.yaml"),
         (["train", "--resume", "no-such-run"], "error: config file not found: no-such-run/config.yaml"),
         (["predict", "no-such-run", "x.png"], "error: checkpoint not found: no-such-run"),
@@ -141,7 +141,8 @@ def make_folder(root: Path, names=("a", "b")) -> Path:
 def test_data_check_exit_codes(tmp_path, capsys) -> None:
     good = make_folder(tmp_path / "good")
     code, out, _ = run_cli(capsys, "data", "check", good)
-    assert code == 0 and out.splitlines()[-1] == "OK: ready to train"
+    assert code == 0 and out.splitlines()[-2] == "OK: ready to train; train on it with:"
+    assert out.splitlines()[-1] == f"  workshop train --set data.source=folder --set data.root={good}"
     broken = make_folder(tmp_path / "broken")
     (broken / "masks" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n")
     code, out, _ = run_cli(capsys, "data", "check", broken)

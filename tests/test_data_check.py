@@ -195,7 +195,8 @@ def test_good_folder_is_ok_with_counts_and_summary(tmp_path) -> None:
     lines = report.format().splitlines()
     assert lines[0] == f"data check of {tmp_path} (folders images/ + masks/, task binary)"
     assert lines[1].startswith("3 images, 3 masks, 3 pairs: 0 errors in 0 files, 0 warnings in 0 files; image modes RGB 3")
-    assert lines[-1] == "OK: ready to train"
+    assert lines[-2:] == ["OK: ready to train; train on it with:",
+                          f"  workshop train --set data.source=folder --set data.root={tmp_path}"]
 
 
 def test_several_problems_are_all_reported_grouped_per_file(tmp_path) -> None:

@@ -9,6 +9,7 @@ through the command line, in the smoke profile, with a tiny model standing in fo
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,7 @@ def train(capsys, config: Path, run: Path) -> tuple[int, str, str]:
 def test_masks_named_with_a_suffix_pair_the_same_in_check_and_train(tiny, capsys) -> None:
     photos(tiny / "project", "photos", "labels", suffix="_mask")
     code, out, _ = run_cli(capsys, "data", "check", "project", "--images-dir", "photos", "--masks-dir", "labels")
-    assert code == 0 and out.splitlines()[-1].startswith("OK: ready to train")
+    assert code == 0 and out.splitlines()[-2].startswith("OK: ready to train")
     assert "6 images, 6 masks, 6 pairs" in out and "mask names add '_mask' to the image names; paired that way" in out
     # images_dir written from the working folder (project/photos) is not joined to the root twice
     config = write_config(tiny / "own.yaml", root="project", images_dir="project/photos", masks_dir="labels")
@@ -91,6 +92,60 @@ def test_a_plain_images_and_masks_folder_trains_with_only_the_root(tiny, capsys)
     assert "data: 5 training / 1 validation images (folder, binary" in out
     code, out, _ = run_cli(capsys, "data", "check", "plain")
     assert code == 0 and out.splitlines()[0] == "data check of plain (folders images/ + masks/, task binary)"
+
+
+def train_printed_command(capsys, out: str, run: Path) -> tuple[int, str, str]:
+    """Run the ``workshop train`` command that ``data check`` printed last, as a learner pastes it
+    (with a run folder and a budget of a single step added, so the test stays short)."""
+    command = out.splitlines()[-1].strip()
+    argv = shlex.split(command)
+    assert argv[:2] == ["workshop", "train"], command
+    return run_cli(capsys, *argv[1:], "--run-dir", run, "--max-minutes", "1e-7")
+
+
+@pytest.mark.parametrize(("images", "masks", "suffix", "expected"), [
+    ("photos", "labels", "_mask", "workshop train --set data.source=folder --set data.root=project "
+                                  "--set data.images_dir=photos --set data.masks_dir=labels"),
+    ("images", "masks", "", "workshop train --set data.source=folder --set data.root=project"),
+    ("images", "labels", "", "workshop train --set data.source=folder --set data.root=project --set data.masks_dir=labels"),
+], ids=["own names with a suffix", "plain images and masks", "masks elsewhere"])
+def test_data_check_ends_with_the_train_command_and_that_command_trains(tiny, capsys, images, masks, suffix, expected) -> None:
+    photos(tiny / "project", images, masks, suffix=suffix)
+    argv = ["data", "check", "project"] + (["--images-dir", images] if images != "images" else [])
+    argv += ["--masks-dir", masks] if masks != "masks" else []
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0 and out.splitlines()[-2].startswith("OK: ready to train")
+    assert out.splitlines()[-1] == "  " + expected
+    code, out, err = train_printed_command(capsys, out, tiny / "run")
+    assert (code, err) == (0, ""), err
+    assert "data: 5 training / 1 validation images (folder, binary" in out, "all 6 pairs, as data check found them"
+
+
+def test_a_multiclass_folder_command_names_the_task_and_the_label_map(tiny, capsys) -> None:
+    root = photos(tiny / "project", "images", "masks", ext=".png")
+    for mask in (root / "masks").iterdir():  # class ids 0 and 2 instead of 0/255
+        Image.fromarray((np.asarray(Image.open(mask)) > 0).astype(np.uint8) * 2).save(mask)
+    (root / "labelmap.json").write_text(json.dumps({"classes": [
+        {"name": "background", "id": 0, "color": [0, 0, 0]}, {"name": "road", "id": 1, "color": [128, 64, 128]},
+        {"name": "car", "id": 2, "color": [0, 0, 142]}]}))
+    code, out, _ = run_cli(capsys, "data", "check", "project")
+    assert code == 0, out
+    assert out.splitlines()[-1] == ("  workshop train --set data.source=folder --set data.root=project "
+                                    "--set data.task=multiclass --set data.label_map=project/labelmap.json --set train.loss=dice_ce")
+    code, out, err = train_printed_command(capsys, out, tiny / "run")
+    assert (code, err) == (0, ""), err
+    assert "(folder, multiclass" in out
+
+
+def test_train_with_only_set_starts_from_the_profile_defaults(tiny, capsys) -> None:
+    photos(tiny / "project", "photos", "labels", suffix="_mask")
+    code, out, err = run_cli(capsys, "train", "--set", "data.source=folder", "--set", "data.root=project",
+                             "--set", "data.images_dir=photos", "--set", "data.masks_dir=labels",
+                             "--run-dir", tiny / "run", "--max-minutes", "1e-7")
+    assert (code, err) == (0, ""), err
+    assert "data: 5 training / 1 validation images (folder, binary" in out
+    saved = (tiny / "run" / "config.yaml").read_text()
+    assert "profile: smoke" in saved and "root: project" in saved and "masks_dir: labels" in saved
 
 
 def test_images_without_a_mask_are_named_with_the_names_tried(tiny, capsys) -> None:

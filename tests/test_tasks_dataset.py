@@ -107,11 +107,11 @@ def test_hint_out_of_range_raises(n: int) -> None:
     [
         (MaskFloat255, "mask is (H, W) int64 in {0, 1}", ["[0.0, 255.0]", "0/255", "class 1"]),
         (MaskUint8, "mask is (H, W) int64 in {0, 1}", ["int64", "uint8"]),
-        (ImageBGR, "image is (H, W, 3) uint8 RGB", ["(10, 50, 200)", "BGR", "cv2.COLOR_BGR2RGB"]),
-        (ImageGrey, "image is (H, W, 3) uint8 RGB", ["(10, 12)", "convert('RGB')"]),
-        (TransformImageOnly, "transform moves image and mask together", ["image only", "mask=mask"]),
+        (ImageBGR, "image is (H, W, 3) uint8 RGB", ["(10, 50, 200)", "BGR", "cv2.imread reads blue first"]),
+        (ImageGrey, "image is (H, W, 3) uint8 RGB", ["(10, 12)", "without converting it to RGB"]),
+        (TransformImageOnly, "transform moves image and mask together", ["image only", "mask was not returned"]),
         (AlwaysFirstMask, "item i pairs image i with mask i", ["ds[1]", "same index"]),
-        (IgnoresTransform, "transform moves image and mask together", ["apply the transform"]),
+        (IgnoresTransform, "transform moves image and mask together", ["transform given to the data set was not applied"]),
         (ReturnsTuple, "image is (H, W, 3) uint8 RGB", ["dict", "tuple"]),
     ],
 )

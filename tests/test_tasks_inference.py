@@ -80,14 +80,14 @@ def fixed_threshold(model, image, image_size, threshold=0.5):
 
 
 WRONG = [
-    (no_sigmoid, ["foreground where p > 0.5", "compared with the logits", "torch.sigmoid(logits) first"]),
-    (model_size, ["shape and dtype", "(32, 32) (the model's size)", "F.interpolate"]),
-    (no_eval, ["eval mode, no gradients", "1 update(s)", "model.eval()"]),
-    (no_grad_missing, ["eval mode, no gradients", "gradients on", "torch.no_grad()"]),
-    (no_grad_missing_numpy_first, ["shape and dtype", "requires grad", "torch.no_grad()"]),
-    (swapped_size, ["shape and dtype", "height first"]),
+    (no_sigmoid, ["foreground where p > 0.5", "compared with the logits", "not probabilities"]),
+    (model_size, ["shape and dtype", "(32, 32) (the model's size)", "never resized back"]),
+    (no_eval, ["eval mode, no gradients", "1 update(s)", "left in training mode"]),
+    (no_grad_missing, ["eval mode, no gradients", "gradients on", "built a graph"]),
+    (no_grad_missing_numpy_first, ["shape and dtype", "requires grad", "gradients on"]),
+    (swapped_size, ["shape and dtype", "height and width swapped"]),
     (boolean_mask, ["shape and dtype", "int64", "bool"]),
-    (fixed_threshold, ["the threshold argument", "use the `threshold` argument"]),
+    (fixed_threshold, ["the threshold argument", "`threshold` argument is ignored"]),
 ]
 
 
@@ -171,10 +171,10 @@ def resize_probabilities_align_corners(model, image, image_size, threshold=0.5):
 
 
 FALSE_PASSES = [
-    (returns_a_tensor, ["shape and dtype", "a NumPy array", "torch tensor", ".numpy()"]),
-    (threshold_then_resize_nearest, ["resize the logits, then threshold", "resize the LOGITS"]),
-    (threshold_then_resize_bilinear, ["resize the logits, then threshold", "resize the LOGITS"]),
-    (own_preprocessing, ["input prepared like validation", "0..1", "ImageNet", "get_inference_transform"]),
+    (returns_a_tensor, ["shape and dtype", "a NumPy array", "stayed a torch tensor"]),
+    (threshold_then_resize_nearest, ["resize the logits, then threshold", "thresholded before resizing"]),
+    (threshold_then_resize_bilinear, ["resize the logits, then threshold", "thresholded before resizing"]),
+    (own_preprocessing, ["input prepared like validation", "0..1", "ImageNet", "not prepared as for validation"]),
 ]
 
 

@@ -65,9 +65,9 @@ def poly_numpy_unfriendly(points, height, width):
 @pytest.mark.parametrize(
     ("wrong", "check", "words"),
     [
-        (poly_swapped_xy, "x is the column, y the row", "swap x and y"),
+        (poly_swapped_xy, "x is the column, y the row", "x and y swapped"),
         (poly_pil_size_as_shape, "shape and dtype", "(width, height)"),
-        (poly_uint8_255, "shape and dtype", "astype(bool)"),
+        (poly_uint8_255, "shape and dtype", "not True/False"),
         (poly_bounding_box, "inside of a triangle", "bounding box"),
         (poly_numpy_unfriendly, "numpy points", "your code raised TypeError"),
     ],
@@ -111,9 +111,9 @@ def box_width_height(mask):
 @pytest.mark.parametrize(
     ("wrong", "check", "words"),
     [
-        (box_inclusive, "a known box", "one PAST the last pixel"),
+        (box_inclusive, "a known box", "stops AT the last pixel"),
         (box_swapped, "a known box", "swapped"),
-        (box_first_row_only, "a mask in two parts", "np.nonzero"),
+        (box_first_row_only, "a mask in two parts", "does not cover every part"),
         (box_argmax_no_error, "an empty mask", "ValueError"),
         (box_width_height, "a known box", "[2.0, 1.0, 5.0, 3.0]"),
     ],
@@ -158,10 +158,10 @@ def mask_with_tutorial_channels(model, num_classes):
 @pytest.mark.parametrize(
     ("wrong", "check", "words"),
     [
-        (forgets_mask_predictor, "mask predictor", "replace model.roi_heads.mask_predictor too"),
-        (tutorial_numbers, "box predictor", "instead of copying a number"),
-        (forgets_return, "box predictor", "return model"),
-        (mask_with_tutorial_channels, "mask predictor", "conv5_mask.in_channels"),
+        (forgets_mask_predictor, "mask predictor", "old 5 classes: it was not replaced"),
+        (tutorial_numbers, "box predictor", "a number from elsewhere"),
+        (forgets_return, "box predictor", "not returned"),
+        (mask_with_tutorial_channels, "mask predictor", "not this model's mask head channels"),
     ],
 )
 def test_predictor_wrong_answers_fail_with_teaching_messages(wrong, check, words) -> None:

@@ -64,13 +64,13 @@ def appends_a_layer(model, num_classes):
 
 
 WRONG = [
-    (whole_classifier, ["ASPP head kept", "ASPP is gone", "model.classifier[-1]"]),
-    (linear_layer, ["new last layer", "nn.Linear works on the LAST axis", "1x1 nn.Conv2d"]),
-    (forgets_return, ["returns the model", "None", "return model"]),
-    (returns_the_layer, ["returns the model", "Conv2d(256, 3", "return model"]),
+    (whole_classifier, ["ASPP head kept", "whole head was replaced", "ASPP and its pretrained layers are gone"]),
+    (linear_layer, ["new last layer", "nn.Linear works on the LAST axis", "not on the channels"]),
+    (forgets_return, ["returns the model", "None", "not returned"]),
+    (returns_the_layer, ["returns the model", "Conv2d(256, 3", "not returned"]),
     (three_by_three, ["new last layer", "kernel_size=1", "(3, 3)"]),
     (reinitialises_everything, ["other weights untouched", "these changed", "backbone.conv.weight"]),
-    (appends_a_layer, ["ASPP head kept", "a layer was added", "instead of appending"]),
+    (appends_a_layer, ["ASPP head kept", "a layer was added", "appended instead of replacing"]),
 ]
 
 

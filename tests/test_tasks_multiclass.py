@@ -78,7 +78,7 @@ def merge_by_position(masks, class_ids, height, width):
     [
         (merge_forgets_255, "0/255 masks", "255, not 1"),
         (merge_multiplies, "0/255 masks", "255 * id"),
-        (merge_adds_ids, "overlap: the later mask wins", "adding ids"),
+        (merge_adds_ids, "overlap: the later mask wins", "the ids were added"),
         (merge_first_wins, "overlap: the later mask wins", "later in the dict"),
         (merge_swapped_size, "shape and dtype", "(height, width)"),
         (merge_uint8, "shape and dtype", "int64"),
@@ -134,7 +134,7 @@ def iou_mean_only(confusion):
         (iou_recall, "known values", "recall"),
         (iou_precision, "known values", "precision"),
         (iou_dice, "known values", "Dice"),
-        (iou_zero_for_absent, "absent class is NaN", "nanmean"),
+        (iou_zero_for_absent, "absent class is NaN", "became a number"),
         (iou_integer_division, "shape and dtype", "float"),
         (iou_mean_only, "shape and dtype", "shape (3,)"),
     ],

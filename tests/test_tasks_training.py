@@ -65,11 +65,11 @@ def returns_none_when_worse(value, best, monitor):
 
 
 WRONG = [
-    (always_higher, ["lower is better for loss", "value < best"]),
-    (not_best, ["best of 0.0", "`if not best` treats 0.0 like None"]),
-    (no_nan_test, ["NaN and infinity", "is_improvement(nan, None, 'iou')", "math.isfinite"]),
+    (always_higher, ["lower is better for loss", "the comparison went the way of IoU"]),
+    (not_best, ["best of 0.0", "0.0 is falsy, like None"]),
+    (no_nan_test, ["NaN and infinity", "is_improvement(nan, None, 'iou')", "nothing rejects it"]),
     (only_isnan, ["NaN and infinity", "is_improvement(inf, None, 'loss')"]),
-    (ties_improve, ["ties", "not >= and <="]),
+    (ties_improve, ["ties", "not strict"]),
     (returns_none_when_worse, ["to return True or False", "None"]),
 ]
 

@@ -87,14 +87,14 @@ def dice_item(logits, target, smooth=1.0):
 
 
 DICE_WRONG = [
-    (dice_without_smooth, ["value on a 2x2 example", "0.3750", "forget the smoothing term"]),
-    (dice_on_logits, ["value on a 2x2 example", "below 0", "torch.sigmoid"]),
+    (dice_without_smooth, ["value on a 2x2 example", "0.3750", "without the smoothing term"]),
+    (dice_on_logits, ["value on a 2x2 example", "below 0", "no sigmoid"]),
     (dice_per_pixel, ["value on a 2x2 example", "0.3000", "mean of per-pixel ratios"]),
-    (dice_fixed_smooth, ["the smooth argument", "use the `smooth` argument"]),
+    (dice_fixed_smooth, ["the smooth argument", "`smooth` argument is ignored"]),
     (dice_per_image_mean, ["sums over the batch", "mean of per-image losses"]),
-    (dice_broadcast, ["sums over the batch", "target.unsqueeze(1)"]),
-    (dice_thresholded, ["has a gradient", "a threshold has no gradient"]),
-    (dice_item, ["has a gradient", "float without grad", "no .item()"]),
+    (dice_broadcast, ["sums over the batch", "the target (N, H, W) broadcasts against the logits"]),
+    (dice_thresholded, ["has a gradient", "a thresholded mask (p > 0.5) has no gradient"]),
+    (dice_item, ["has a gradient", "float without grad", "a Python number (.item())"]),
 ]
 
 
@@ -188,12 +188,12 @@ def iou_fixed_threshold(logits, target, threshold=0.5):
 
 
 IOU_WRONG = [
-    (iou_on_logits, ["value on a 4-pixel example", "threshold the probabilities first"]),
-    (iou_threshold_on_logits, ["threshold on probabilities", "0.3333", "not logits > threshold"]),
+    (iou_on_logits, ["value on a 4-pixel example", "thresholded prediction"]),
+    (iou_threshold_on_logits, ["threshold on probabilities", "0.3333", "compared with the logits"]),
     (dice_instead_of_iou, ["value on a 4-pixel example", "0.5000", "Dice score"]),
-    (iou_zero_division, ["both empty", "ZeroDivisionError", "return 1.0"]),
+    (iou_zero_division, ["both empty", "ZeroDivisionError", "nothing handles that case"]),
     (iou_mean_per_image, ["counts over the batch", "mean of per-image IoUs"]),
-    (iou_fixed_threshold, ["threshold on probabilities", "threshold 0.7", "use the `threshold` argument"]),
+    (iou_fixed_threshold, ["threshold on probabilities", "threshold 0.7", "`threshold` argument is ignored"]),
 ]
 
 
@@ -304,11 +304,11 @@ def epoch_returning_the_last_loss(model, loader, loss_fn, optimizer, device):
 
 
 EPOCH_WRONG = [
-    (epoch_without_zero_grad, ["weights after two steps", "[0.6, 0.6, 0.5]", "optimizer.zero_grad()"]),
-    (epoch_without_train_mode, ["training mode", "model.train()"]),
+    (epoch_without_zero_grad, ["weights after two steps", "[0.6, 0.6, 0.5]", "never cleared"]),
+    (epoch_without_train_mode, ["training mode", "stayed in the eval mode"]),
     (epoch_returning_the_sum, ["mean loss", "7.1000", "sum of the batch losses"]),
-    (epoch_without_step, ["mean loss", "3.5000", "optimizer.step()"]),
-    (epoch_returning_a_tensor, ["mean loss", "loss.item()", "graph in memory"]),
+    (epoch_without_step, ["mean loss", "3.5000", "no optimiser step"]),
+    (epoch_returning_a_tensor, ["mean loss", "added up as tensors", "graph in memory"]),
     (epoch_returning_the_last_loss, ["mean loss", "1.1000", "one batch's loss"]),
 ]
 

@@ -27,7 +27,7 @@ def train_transform(image_size):
 
 def replace_head(model, num_classes):
     model.classifier.append(nn.Conv2d(model.classifier[-1].out_channels, num_classes, kernel_size=1))
-    return model''', ["ASPP head kept", "a layer was added", "instead of appending"]),
+    return model''', ["ASPP head kept", "a layer was added", "appended instead of replacing"]),
     # ------------------------------------------------------------------ 06 iou_score
     ("iou_score", "returns a tensor", '''import torch
 
@@ -36,7 +36,7 @@ def iou_score(logits, target, threshold=0.5):
     pred = torch.sigmoid(logits) > threshold
     truth = target.unsqueeze(1) == 1
     union = (pred | truth).sum()
-    return torch.tensor(1.0) if union == 0 else (pred & truth).sum() / union''', ["a Python float", "a tensor", ".item()"]),
+    return torch.tensor(1.0) if union == 0 else (pred & truth).sum() / union''', ["a Python float", "a tensor", "never turned into Python numbers"]),
     ("iou_score", "no unsqueeze: (N,1,H,W) against (N,H,W)", '''import torch
 
 
@@ -45,7 +45,7 @@ def iou_score(logits, target, threshold=0.5):
     truth = target == 1
     union = (pred | truth).sum().item()
     return 1.0 if union == 0 else (pred & truth).sum().item() / union''',
-     ["target (N, H, W) against logits (N, 1, H, W)", "(N, N, H, W)", "target.unsqueeze(1)"]),
+     ["target (N, H, W) against logits (N, 1, H, W)", "(N, N, H, W)", "broadcasts against the prediction"]),
     ("iou_score", "integer division //", '''import torch
 
 
@@ -54,7 +54,7 @@ def iou_score(logits, target, threshold=0.5):
     truth = target.unsqueeze(1) == 1
     union = (pred | truth).sum().float()
     return 1.0 if union == 0 else ((pred & truth).sum().float() // union).item()''',
-     ["value on a 4-pixel example", "integer division (`//`)", "divide with `/`"]),
+     ["value on a 4-pixel example", "integer division (`//`)", "rounded down to 0"]),
     # ------------------------------------------------------------------ 06 train_one_epoch
     ("train_one_epoch", "never calls .to(device)", '''def train_one_epoch(model, loader, loss_fn, optimizer, device):
     model.train()
@@ -65,7 +65,7 @@ def iou_score(logits, target, threshold=0.5):
         loss.backward()
         optimizer.step()
         total += loss.item()
-    return total / len(loader)''', ["batches moved to the device", "without .to(device)", "batch['image'].to(device)"]),
+    return total / len(loader)''', ["batches moved to the device", "not moved to the device", "stayed where the loader made it"]),
     ("train_one_epoch", "zero_grad between backward and step", '''def train_one_epoch(model, loader, loss_fn, optimizer, device):
     model.train()
     total = 0.0
@@ -75,7 +75,7 @@ def iou_score(logits, target, threshold=0.5):
         optimizer.zero_grad()
         optimizer.step()
         total += loss.item()
-    return total / len(loader)''', ["between loss.backward() and optimizer.step()", "BEFORE loss.backward()"]),
+    return total / len(loader)''', ["cleared between the backward pass and the optimiser step", "already cleared"]),
     # ------------------------------------------------------------------ 08 predict_mask
     ("predict_mask", "returns a torch tensor", '''import torch
 import torch.nn.functional as F
@@ -87,7 +87,7 @@ def predict_mask(model, image, image_size, threshold=0.5):
     model.eval()
     with torch.no_grad():
         logits = F.interpolate(model(x), size=image.shape[:2], mode="bilinear")
-    return (torch.sigmoid(logits[0, 0]) > threshold).long()''', ["a NumPy array", "torch tensor", ".numpy()"]),
+    return (torch.sigmoid(logits[0, 0]) > threshold).long()''', ["a NumPy array", "stayed a torch tensor"]),
     ("predict_mask", "thresholds first, then resizes the 0/1 mask (nearest)", '''import torch
 import torch.nn.functional as F
 from workshop.augment import get_inference_transform
@@ -99,7 +99,7 @@ def predict_mask(model, image, image_size, threshold=0.5):
     with torch.no_grad():
         small = (torch.sigmoid(model(x)) > threshold).float()
     return F.interpolate(small, size=image.shape[:2], mode="nearest")[0, 0].long().numpy()''',
-     ["resize the logits, then threshold", "resize the LOGITS"]),
+     ["resize the logits, then threshold", "thresholded before resizing"]),
     ("predict_mask", "thresholds first, then resizes the 0/1 mask (bilinear)", '''import torch
 import torch.nn.functional as F
 from workshop.augment import get_inference_transform
@@ -111,7 +111,7 @@ def predict_mask(model, image, image_size, threshold=0.5):
     with torch.no_grad():
         small = (torch.sigmoid(model(x)) > threshold).float()
     return (F.interpolate(small, size=image.shape[:2], mode="bilinear")[0, 0] > 0.5).long().numpy()''',
-     ["resize the logits, then threshold", "resize the LOGITS"]),
+     ["resize the logits, then threshold", "thresholded before resizing"]),
     ("predict_mask", "its own /255 preprocessing, no ImageNet normalisation", '''import cv2
 import torch
 import torch.nn.functional as F
@@ -124,7 +124,7 @@ def predict_mask(model, image, image_size, threshold=0.5):
     with torch.no_grad():
         logits = F.interpolate(model(x), size=image.shape[:2], mode="bilinear")
     return (torch.sigmoid(logits[0, 0]) > threshold).long().numpy()''',
-     ["input prepared like validation", "0..1", "ImageNet", "get_inference_transform"]),
+     ["input prepared like validation", "0..1", "ImageNet", "not prepared as for validation"]),
     # ------------------------------------------------------------------ 09 merge_binary_masks / per_class_iou
     ("merge_binary_masks", "np.maximum: the highest id wins", '''import numpy as np
 
@@ -147,7 +147,7 @@ def mask_to_box(mask):
     if xs.size == 0:
         raise ValueError("empty mask")
     return [float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)]''',
-     ["a numpy float32 array", "a list", "dtype=np.float32"]),
+     ["a numpy float32 array", "a list", "never put in a NumPy array"]),
     ("mask_to_box", "returns float64", '''import numpy as np
 
 
@@ -156,7 +156,7 @@ def mask_to_box(mask):
     if xs.size == 0:
         raise ValueError("empty mask")
     return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float64)''',
-     ["a numpy float32 array", "float64", "dtype=np.float32"]),
+     ["a numpy float32 array", "float64", "hold float32 boxes"]),
 ]
 
 

@@ -1,7 +1,8 @@
 """The ``workshop`` command line.
 
     workshop quickstart [--profile cpu]            train on the embedded data, fill a run folder
-    workshop train --config FILE [--resume RUN]    train from a YAML config (or continue a run)
+    workshop train [--config FILE] [--set K=V]...  train from the profile's defaults, a YAML config and
+                                                   overrides (or continue a run with --resume RUN)
     workshop predict RUN_OR_CHECKPOINT INPUT       masks and overlays for an image or a folder
     workshop evaluate RUN DATA [--split test]      IoU, Dice, precision, recall per class on labelled data
     workshop doctor                                versions, device, data dir, offline weights
@@ -42,9 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(q)
     q.add_argument("--run-dir", help="folder to write (default: runs/quickstart-TIMESTAMP)")
 
-    t = sub.add_parser("train", help="train from a YAML config, or resume a run")
+    t = sub.add_parser("train", help="train from the profile's defaults, a YAML config and --set overrides, or resume a run")
     _add_common(t)
-    t.add_argument("--config", help="YAML config file")
+    t.add_argument("--config", help="YAML config file (default: none, the profile's defaults plus --set)")
     t.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
     t.add_argument("--run-dir", help="folder to write (default: runs/train-TIMESTAMP)")
 
@@ -120,8 +121,6 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from workshop.runs import summarize, train_from_config
 
-    if not args.config and not args.resume:
-        raise WorkshopError("train needs --config FILE (or --resume RUN_DIR)")
     from workshop.instance import cli as instance_cli
 
     if instance_cli.wants_instance(args):  # data.task: instance (a stages: plan): Mask R-CNN
@@ -210,20 +209,21 @@ def cmd_data(args: argparse.Namespace) -> int:
                             label_map=args.label_map, ignore_index=args.ignore_index,
                             label_attribute=args.label_attribute, keep_unannotated=args.keep_unannotated)
         lines = report.format().splitlines()
+        extra: list[str] = []
         if report.ok:  # what the training recipe will see (workshop.recipe reads the same numbers)
             from workshop.fingerprint import describe_path
 
             text = describe_path(args.path, args.task, images_dir=args.images_dir, masks_dir=args.masks_dir,
                                  label_map=args.label_map, ignore_index=args.ignore_index,
                                  label_attribute=args.label_attribute, keep_unannotated=args.keep_unannotated)
-            if text:  # before the closing summary and verdict
-                lines[-2:-2] = text.splitlines()
-        print("\n".join(lines))
+            extra += text.splitlines() if text else []
         from workshop.instance.sizing import describe_objects  # data with instances: the object-size distribution
 
         objects = describe_objects(args.path, label_attribute=args.label_attribute, keep_unannotated=args.keep_unannotated)
-        if objects:
-            print(objects)
+        extra += objects.splitlines() if objects else []
+        at = lines.index(report.summary())  # before the closing summary, the verdict and the train command
+        lines[at:at] = extra
+        print("\n".join(lines))
         return 0 if report.ok else 1
     from workshop.data import registry
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shlex
 import time
 import warnings
 from collections import Counter, defaultdict
@@ -109,6 +110,8 @@ class DataReport:
         layout: how the pairs were found, in words.
         task: ``"binary"`` or ``"multiclass"``.
         seconds: how long the scan took.
+        train_command: the ``workshop train`` command that trains on this data ("" when no config
+            names it); the report ends with it when the data is ready.
     """
 
     problems: list[Problem] = field(default_factory=list)
@@ -120,6 +123,7 @@ class DataReport:
     layout: str = ""
     task: str = "binary"
     seconds: float = 0.0
+    train_command: str = ""
 
     @property
     def ok(self) -> bool:
@@ -188,6 +192,8 @@ class DataReport:
             lines = lines[:max_lines] + [f"... and {len(hidden)} more problems ({files} more files)"]
         if self.ok:
             verdict = "OK: ready to train" + (" (read the warnings above)" if self.warnings else "")
+            if self.train_command:
+                verdict += f"; train on it with:\n  {self.train_command}"
         else:
             verdict = "NOT OK: fix the errors above before training"
         return "\n".join([head, *lines, self.summary(), verdict])
@@ -633,7 +639,25 @@ def check_path(
                      [Problem(display_path(root), "error", str(exc).replace(f"{root}: ", ""))])
     if ignore_index is None:
         source.ignore_index = None  # no ignore value allowed in the masks
-    return check_source(source, root=root if root.is_dir() else root.parent)
+    report = check_source(source, root=root if root.is_dir() else root.parent)
+    report.train_command = train_command(source.train_settings())
+    return report
+
+
+def train_command(settings: dict[str, str] | None) -> str:
+    """The ``workshop train`` command line for a source's ``data.*`` settings ("" for None).
+
+    A multiclass task also gets ``train.loss=dice_ce``: the default loss (``dice_bce``) is binary.
+
+    Example:
+        >>> train_command({"data.source": "folder", "data.root": "project", "data.images_dir": "photos"})
+        'workshop train --set data.source=folder --set data.root=project --set data.images_dir=photos'
+    """
+    if settings is None:
+        return ""
+    if settings.get("data.task") == "multiclass":  # the default loss, dice_bce, is binary: its multiclass counterpart
+        settings = {**settings, "train.loss": "dice_ce"}
+    return " ".join(["workshop train", *(f"--set {shlex.quote(f'{key}={value}')}" for key, value in settings.items())])
 
 
 def check_config(cfg) -> tuple[list[DataReport], LabelMap | None]:

@@ -110,10 +110,11 @@ paired_hflip_exercise = Exercise(
         Check("mask mirrored with the image", _check_hflip_mask),
     ],
     hints=[
-        "An image array is indexed [row, column, channel]: left-right is the column axis, axis 1.",
-        "Slicing with a negative step reverses an axis: image[:, ::-1] reverses the columns "
-        "(np.fliplr(image) does the same). Return a tuple: return new_image, new_mask.",
-        "Apply the same flip to both: return image[:, ::-1].copy(), mask[:, ::-1].copy()",
+        "A left-right mirror reverses the order of the columns and keeps the rows. The mask must get exactly "
+        "the same change as the image, or its labels point at the wrong pixels.",
+        "An image array is indexed [row, column, channel], a mask [row, column]: left-right is axis 1 in both. "
+        "Slicing with a negative step reverses an axis: a[:, ::-1] reverses the columns (np.fliplr(a) too).",
+        "Flip both the same way and return the pair: return image[:, ::-1].copy(), mask[:, ::-1].copy()",
     ],
 )
 
@@ -149,17 +150,17 @@ def _check_types(candidate: Callable) -> None:
     out = _apply(candidate, image, np.zeros((48, 40), np.uint8))
     img, m = out["image"], out["mask"]
     if not isinstance(img, torch.Tensor):
-        expect(False, "the image as a torch tensor (3, 32, 32)", f"{_describe(img)} -> ToTensorV2() is missing (put it last: HWC array -> CHW tensor)", hint=2)
+        expect(False, "the image as a torch tensor (3, 32, 32)", f"{_describe(img)} -> no step turned the (H, W, C) array into a (C, H, W) tensor: ToTensorV2 is missing", hint=2)
     expect(
         img.dtype == torch.float32,
         "a float32 image tensor",
-        f"{_describe(img)} -> A.Normalize is missing (it turns uint8 0..255 into normalised floats)",
+        f"{_describe(img)} -> the pixels were never normalised: they are still the uint8 0..255 read from disk",
         hint=2,
     )
     expect(
         tuple(img.shape) == (3, SIZE, SIZE),
         f"an image of shape (3, {SIZE}, {SIZE}) for train_transform({SIZE})",
-        f"{tuple(img.shape)} -> resize with A.Resize(image_size, image_size), and keep ToTensorV2 last",
+        f"{tuple(img.shape)} -> the image was not resized to image_size x image_size (or the channels are not first)",
         hint=2,
     )
     expect(
@@ -187,7 +188,7 @@ def _check_normalised(candidate: Callable) -> None:
             expect(
                 False,
                 f"a white pixel to become {[round(e, 3) for e in expected]} ((1 - mean) / std per channel, ImageNet mean and std)",
-                f"{typical}{extra} -> use A.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))",
+                f"{typical}{extra or ' -> normalised with another mean and std than ImageNet'}",
                 hint=2,
             )
 
@@ -218,8 +219,8 @@ def _check_nearest(candidate: Callable) -> None:
     expect(
         set(labels) <= {0, 2, 5},
         "the mask's class ids {0, 2, 5} to stay {0, 2, 5} after resizing 50x50 -> 32x32",
-        f"{set(labels)}: new ids were invented by interpolation -> resize the mask with "
-        "mask_interpolation=cv2.INTER_NEAREST",
+        f"{set(labels)} -> the mask was resized by blending neighbours (linear interpolation), which invents "
+        "ids between two classes",
         hint=3,
     )
 
@@ -242,8 +243,8 @@ def _check_aligned(candidate: Callable) -> None:
         expect(
             agree > 0.99,
             "the output mask to cover exactly the building the output image shows",
-            f"only {agree:.0%} of pixels agree (seed {seed}): the image was flipped or rotated without its mask "
-            "-> put every geometric transform in the Compose, which moves image and mask together",
+            f"only {agree:.0%} of pixels agree (seed {seed}) -> the image was flipped or rotated without its mask: "
+            "a geometric step ran on the image alone, outside the Compose call that moves both",
             hint=3,
         )
 
@@ -263,9 +264,9 @@ def _check_random(candidate: Callable) -> None:
     seen.discard(None)
     mirrored = {s for s in seen if s.startswith("mirror")}
     turned = {s for s in seen if s.endswith(("rot90", "rot270"))}
-    expect(bool(mirrored), f"some of {len(SEEDS)} seeded runs to come out mirrored", f"none mirrored ({sorted(seen)}) -> add A.HorizontalFlip()", hint=2)
+    expect(bool(mirrored), f"some of {len(SEEDS)} seeded runs to come out mirrored", f"none mirrored ({sorted(seen)}) -> the pipeline has no random horizontal flip", hint=2)
     expect(len(mirrored) < len(seen), "some runs not mirrored (a random flip, p=0.5)", f"every run mirrored ({sorted(seen)}) -> a flip with p=1 is not random", hint=2)
-    expect(bool(turned), "some runs turned by 90 or 270 degrees", f"orientations {sorted(seen)} -> add A.RandomRotate90()", hint=2)
+    expect(bool(turned), "some runs turned by 90 or 270 degrees", f"orientations {sorted(seen)} -> the pipeline has no random 90-degree rotation", hint=2)
 
 
 train_transform_exercise = Exercise(
@@ -282,13 +283,16 @@ train_transform_exercise = Exercise(
         Check("random flips and rotations", _check_random),
     ],
     hints=[
-        "A.Compose([...]) takes a list of transforms and applies them in order to image and mask "
-        "together; the result of t(image=img, mask=m) is a dict with 'image' and 'mask'.",
-        "In order: A.Resize(image_size, image_size, ...), A.HorizontalFlip(), A.RandomRotate90(), "
-        "A.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)), ToTensorV2().",
-        "Masks hold class ids, so never blend them: "
-        "A.Resize(image_size, image_size, mask_interpolation=cv2.INTER_NEAREST); "
-        "and pass image AND mask through the same Compose call.",
+        "A pipeline is a list of steps applied in order to the image and its mask together: first the geometry "
+        "(resize, random flip, random quarter turn), then the pixel values (normalise), last the conversion "
+        "to a tensor. A mask holds class ids, so it is resized by picking the nearest id, never by blending.",
+        "A.Compose([...]) applies a list of steps; t(image=img, mask=m) returns a dict with 'image' and 'mask'. "
+        "The steps: A.Resize(h, w, mask_interpolation=cv2.INTER_NEAREST), A.HorizontalFlip(), "
+        "A.RandomRotate90(), A.Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)), ToTensorV2(). "
+        "Every step but ToTensorV2 works on NumPy arrays.",
+        "return A.Compose([A.Resize(image_size, image_size, mask_interpolation=cv2.INTER_NEAREST), "
+        "A.HorizontalFlip(), A.RandomRotate90(), A.Normalize(mean=(0.485, 0.456, 0.406), "
+        "std=(0.229, 0.224, 0.225)), ToTensorV2()])  # ToTensorV2 last",
     ],
 )
 

@@ -11,8 +11,13 @@ In a notebook an exercise takes three cells::
 
     # 3. (any time) tasks.dice_loss.hint(1), tasks.dice_loss.hint(2), tasks.dice_loss.solution()
 
-``check`` prints one short verdict: what was expected, what was found, which hint to read. It
-returns the learner's function when every check passes, otherwise the reference, and says so
+``check`` prints one short verdict: what was expected, what was found and why (the symptom and its
+cause, never the fix), and the hint to start from, always ``hint(1)``. The hints are a ladder:
+``hint(1)`` gives the idea, ``hint(2)`` the API, ``hint(3)`` the last step before ``solution()``;
+the fix lives there, so a learner reads only as far as they need. An exception raised inside a
+library (albumentations, torch) is read for its known cause by ``workshop.tasks.library_errors``
+("transform ORDER: ...", "a missing .float()", "a uint8 mask") instead of blaming the library's
+line. ``check`` returns the learner's function when every check passes, otherwise the reference, and says so
 out loud, so a stuck learner can still finish the notebook. The check cell rebinds the learner's
 name to a plain function, so every call a verdict prints goes through ``tasks``
 (``tasks.dice_loss.hint(2)``): pasted as printed, it works. The verdict lines are deterministic:
@@ -33,12 +38,20 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from workshop.tasks.library_errors import explain, raised_by
+
 PASS_MARK = "PASS"
 FAIL_MARK = "FAIL"
 
 
 class CheckFailure(AssertionError):
-    """Raised by a check; carries what was expected, what was found and the hint to read."""
+    """Raised by a check; carries what was expected and what was found, with its cause.
+
+    ``found`` says the symptom and names the cause ("... -> the target broadcasts against the
+    logits"), not the code that fixes it: the fix is in the hints. ``hint`` is the rung of the
+    ladder where that fix is taught (for readers of the checks and for the tests); the verdict
+    always sends the learner to ``hint(1)`` first.
+    """
 
     def __init__(self, expected: str, found: str, hint: int | None = None) -> None:
         super().__init__(f"expected {expected}; found {found}")
@@ -78,7 +91,7 @@ class Exercise:
         stub: the exact source of the notebook's stub cell.
         reference: the working implementation (the library's own code).
         checks: behaviours tested in order; the first failure is reported.
-        hints: increasingly specific hints (``hint(1)`` is the gentlest).
+        hints: the ladder, three rungs: the idea, the API, the last step before ``solution()``.
     """
 
     name: str
@@ -91,17 +104,19 @@ class Exercise:
 
     def run_checks(self, candidate: Any) -> Verdict:
         """Run the checks silently and return the verdict."""
+        read = f" Read {self.call('hint(1)')}."
         for check in self.checks:
             try:
                 check.run(candidate)
             except CheckFailure as failure:
-                hint = f" Read {self.call(f'hint({failure.hint})')}." if failure.hint else ""
-                return Verdict(self.name, False, check.name, f"{check.name}: expected {failure.expected}; found {failure.found}.{hint}")
-            except NotImplementedError:
-                return Verdict(self.name, False, check.name, f"not implemented yet (the stub still raises NotImplementedError). Read {self.call('hint(1)')}.")
-            except Exception as exc:  # the learner's code crashed: say where, briefly
-                where = _last_frame(exc)
-                return Verdict(self.name, False, check.name, f"{check.name}: your code raised {type(exc).__name__}: {exc}{where}")
+                return Verdict(self.name, False, check.name,
+                               f"{check.name}: expected {failure.expected}; found {failure.found}.{read}")
+            except Exception as exc:  # the learner's code crashed: the known cause, or where, briefly
+                cause = explain(exc)
+                if cause is None and isinstance(exc, NotImplementedError):
+                    return Verdict(self.name, False, check.name,
+                                   f"not implemented yet (the stub still raises NotImplementedError).{read}")
+                return Verdict(self.name, False, check.name, f"{check.name}: {_crash(exc, cause)}.{read}")
         return Verdict(self.name, True, None, f"all {len(self.checks)} checks pass")
 
     def call(self, method: str) -> str:
@@ -128,7 +143,7 @@ class Exercise:
         return self.reference
 
     def hint(self, n: int = 1) -> None:
-        """Print hint ``n`` (1 is the gentlest; the last one nearly gives the answer)."""
+        """Print hint ``n``: 1 the idea, 2 the API, 3 the last step before ``solution()``."""
         if not 1 <= n <= len(self.hints):
             raise ValueError(f"{self.name} has hints 1..{len(self.hints)}, not {n}")
         print(f"Hint {n}/{len(self.hints)} for {self.name}: {self.hints[n - 1]}")
@@ -140,6 +155,16 @@ class Exercise:
     def solution_source(self) -> str:
         """The reference implementation's source, as a string."""
         return textwrap.dedent(inspect.getsource(self.reference))
+
+
+def _crash(exc: BaseException, cause: str | None) -> str:
+    """What a crash says in a verdict: the known cause first, then who raised what, and the learner's line."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    message = message if len(message) <= 160 else message[:157] + "..."
+    raised = f"{raised_by(exc)} raised {type(exc).__name__}: {message}{_last_frame(exc)}"
+    if cause is None:
+        return raised
+    return f"{cause} ({raised})"
 
 
 def _last_frame(exc: BaseException) -> str:

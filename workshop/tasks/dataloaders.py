@@ -78,11 +78,11 @@ def _check_batches(candidate: Callable) -> None:
         expect(
             from_val == (name == "validation"),
             f"the {name} loader to read {'val_ds' if name == 'validation' else 'train_ds'}",
-            f"it reads {'val_ds' if from_val else 'train_ds'} -> return (train_loader, val_loader), each over its own data set",
+            f"it reads {'val_ds' if from_val else 'train_ds'} -> the two loaders are swapped, or both read the same data set",
             hint=1,
         )
         n = len(image)
-        expect(n == BATCH, f"{name} batches of batch_size={BATCH}", f"a batch of {n} -> pass batch_size=batch_size to the DataLoader", hint=1)
+        expect(n == BATCH, f"{name} batches of batch_size={BATCH}", f"a batch of {n} -> the batch_size argument was not used (a DataLoader's default batch is 1 item)", hint=1)
         expect(
             tuple(image.shape) == (BATCH, 3, SIZE, SIZE) and image.dtype == torch.float32,
             f"a {name} image batch (N, 3, H, W) = ({BATCH}, 3, {SIZE}, {SIZE}) float32",
@@ -105,10 +105,10 @@ def _check_train_shuffled(candidate: Callable) -> None:
     expect(
         first != sorted(first),
         "the training items in a random order",
-        f"the order {first} -> shuffle=True for the training loader (every epoch should mix other items into each batch)",
+        f"the order {first} -> the training loader does not shuffle: every epoch would batch the same items together",
         hint=2,
     )
-    expect(first != second, "a new order every epoch", f"{first} twice -> let the DataLoader shuffle (shuffle=True)", hint=2)
+    expect(first != second, "a new order every epoch", f"{first} twice -> the items were shuffled once, not anew every epoch", hint=2)
 
 
 def _check_train_drop_last(candidate: Callable) -> None:
@@ -118,7 +118,7 @@ def _check_train_drop_last(candidate: Callable) -> None:
     expect(
         sizes == [BATCH, BATCH],
         f"{N_TRAIN} training items in batches of {BATCH} -> batch sizes [4, 4] (the last 2 items wait for the next epoch)",
-        f"batch sizes {sizes} -> drop_last=True for the training loader",
+        f"batch sizes {sizes} -> the incomplete last batch was kept",
         hint=2,
     )
     expect(len(set(order)) == len(order), "each training item at most once per epoch", f"the items {order}", hint=2)
@@ -132,14 +132,14 @@ def _check_val(candidate: Callable) -> None:
     expect(
         sorted(order) == list(range(N_VAL)),
         f"all {N_VAL} validation items, each once",
-        f"{order} -> no drop_last for validation: every image must be scored",
+        f"{order} -> validation items were left out with an incomplete last batch: those images are never scored",
         hint=3,
     )
     expect(
         order == list(range(N_VAL)),
         f"the validation items in order {list(range(N_VAL))} (numbered from 0)",
-        f"{order} -> shuffle=False for validation (the score does not depend on the order, and a fixed order "
-        "makes every evaluation, plot and saved prediction comparable)",
+        f"{order} -> the validation loader shuffles: the score does not need it, and a changing order makes "
+        "evaluations, plots and saved predictions hard to compare",
         hint=3,
     )
 
@@ -156,12 +156,14 @@ make_train_val_loaders_exercise = Exercise(
         Check("validation in order, every item once", _check_val),
     ],
     hints=[
-        "DataLoader(dataset, batch_size=...) stacks batch_size items into one batch; with dict items "
-        "the batch is a dict of stacked tensors. Return a tuple: return train_loader, val_loader.",
-        "The training loader takes shuffle=True (a new order every epoch) and drop_last=True "
-        "(no small last batch).",
-        "DataLoader(train_ds, batch_size=batch_size, shuffle=True, drop_last=True) and "
-        "DataLoader(val_ds, batch_size=batch_size, shuffle=False).",
+        "Training and validation want different things from a loader. Training: a new random order every "
+        "epoch, and only full batches. Validation: every item exactly once, always in the same order, so the "
+        "score covers every image and runs can be compared.",
+        "torch.utils.data.DataLoader(dataset, batch_size=..., shuffle=..., drop_last=...) stacks batch_size "
+        "items into a batch (dict items give a dict of stacked tensors); shuffle=True draws a new order every "
+        "epoch; drop_last=True leaves out an incomplete last batch.",
+        "return (DataLoader(train_ds, batch_size=batch_size, shuffle=True, drop_last=True), "
+        "DataLoader(val_ds, batch_size=batch_size, shuffle=False))",
     ],
 )
 

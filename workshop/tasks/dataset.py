@@ -95,12 +95,12 @@ def _check_image(candidate: Callable) -> None:
     expect(
         image.shape == (HEIGHT, WIDTH, 3),
         f"the image as (H, W, 3) = ({HEIGHT}, {WIDTH}, 3)",
-        f"{_describe(image)}" + (" -> a grey image: open it with .convert('RGB')" if image.ndim == 2 else ""),
+        f"{_describe(image)}" + (" -> a grey (one-channel) image: the file was read without converting it to RGB" if image.ndim == 2 else ""),
         hint=2,
     )
     expect(image.dtype == np.uint8, "a uint8 image (0..255, as read from disk)", _describe(image), hint=2)
     corner = tuple(int(v) for v in image[0, 0])
-    reversed_hint = " -> the channels are reversed (BGR): cv2.imread gives BGR, convert with cv2.cvtColor(img, cv2.COLOR_BGR2RGB) or read with PIL" if corner == BACKGROUND[::-1] else ""
+    reversed_hint = " -> the channels are reversed (BGR order): cv2.imread reads blue first" if corner == BACKGROUND[::-1] else ""
     expect(corner == BACKGROUND, f"the top-left pixel in RGB order, {BACKGROUND}", f"{corner}{reversed_hint}", hint=2)
 
 
@@ -108,9 +108,9 @@ def _check_mask(candidate: Callable) -> None:
     mask = np.asarray(_item(candidate)["mask"])
     expect(mask.shape == (HEIGHT, WIDTH), f"the mask as (H, W) = ({HEIGHT}, {WIDTH})", _describe(mask), hint=2)
     values = sorted(np.unique(mask).tolist())
-    scaled = " -> stored 0/255 on disk: turn 255 into class 1 (mask // 255 or mask > 0)" if max(values) > 1 else ""
+    scaled = " -> the file's 0/255 were kept: 255 is no class id, the building is class 1" if max(values) > 1 else ""
     expect(set(values) <= {0, 1} and len(values) == 2, "class ids {0, 1}", f"values {values}{scaled}", hint=3)
-    expect(mask.dtype == np.int64, "an int64 mask (class ids, what the loss expects)", f"dtype {mask.dtype} -> use .astype(np.int64)", hint=3)
+    expect(mask.dtype == np.int64, "an int64 mask (class ids, what the loss expects)", f"dtype {mask.dtype} -> the mask kept the file's dtype; the loss reads class ids as int64", hint=3)
 
 
 def _check_pairs(candidate: Callable) -> None:
@@ -120,7 +120,8 @@ def _check_pairs(candidate: Callable) -> None:
         expect(
             np.array_equal(mask, truth[i]),
             f"ds[{i}] to hold mask file {i} (the building in image {i})",
-            f"another mask ({int((mask == truth[i]).mean() * 100)}% of pixels agree) -> index both lists with the same index",
+            f"another mask ({int((mask == truth[i]).mean() * 100)}% of pixels agree) -> image {i} was paired with "
+            "another file's mask: the two lists were not read at the same index",
             hint=3,
         )
 
@@ -143,15 +144,14 @@ def _check_transform(candidate: Callable) -> None:
     expect(
         shown is not None and np.array_equal(shown, mirrored),
         "with a mirroring transform, the mirrored image",
-        f"the image as stored ({_describe(image)}) -> apply the transform when one is given: "
-        "out = self.transform(image=image, mask=mask)",
+        f"the image as stored ({_describe(image)}) -> the transform given to the data set was not applied",
         hint=3,
     )
     expect(
         np.array_equal(mask, mirrored),
         "the mask mirrored together with the image",
-        "a mask that no longer covers the building in the image -> the transform ran on the image only; "
-        "call self.transform(image=image, mask=mask) and return both of its outputs",
+        "a mask that no longer covers the building in the image -> the transform ran on the image only, "
+        "or its mask was not returned",
         hint=3,
     )
 
@@ -168,13 +168,13 @@ def _check_pipeline(candidate: Callable) -> None:
     expect(
         isinstance(image, torch.Tensor) and tuple(image.shape) == (3, 8, 8) and image.dtype == torch.float32,
         "with a resize-normalise-to-tensor pipeline, an image tensor (3, 8, 8) float32",
-        lambda: _describe(image) + " -> return the transform's output, not the raw image",
+        lambda: _describe(image) + " -> the raw image came back, not the transform's output",
         hint=3,
     )
     expect(
         isinstance(mask, torch.Tensor) and tuple(mask.shape) == (8, 8) and set(torch.unique(mask).tolist()) <= {0, 1},
         "a mask tensor (8, 8) of class ids {0, 1}",
-        lambda: _describe(mask) + " -> turn 0/255 into 0/1 before the transform, and return the transform's mask",
+        lambda: _describe(mask) + " -> not the transform's mask of 0/1 ids (the 0/255 kept, or the raw mask returned)",
         hint=3,
     )
 
@@ -193,14 +193,16 @@ segmentation_dataset_exercise = Exercise(
         Check("works with an albumentations pipeline", _check_pipeline),
     ],
     hints=[
-        "A map-style Dataset needs three methods: __init__ stores the two path lists and the transform "
-        "(self.image_paths = image_paths ...), __len__ returns how many pairs there are, and "
-        "__getitem__(index) loads pair number index and returns {'image': ..., 'mask': ...}.",
-        "Read the image with PIL: np.array(Image.open(path).convert('RGB')) is (H, W, 3) uint8 in RGB order "
-        "(cv2.imread gives BGR). workshop.data.read_image(path) does the same and also applies EXIF rotation.",
-        "The mask: np.array(Image.open(path)) holds 0/255, so mask = (mask > 127).astype(np.int64). "
-        "Then: if self.transform is not None: return self.transform(image=image, mask=mask); "
-        "else return {'image': image, 'mask': mask}.",
+        "A map-style Dataset answers two questions: how many samples (__len__), and what is sample number "
+        "index (__getitem__). __init__ only keeps the two path lists and the transform. __getitem__ reads pair "
+        "index from disk (image index with mask index), turns the mask's 0/255 into class ids 0/1, and runs "
+        "the transform on image and mask together when there is one.",
+        "np.array(Image.open(path).convert('RGB')) is an (H, W, 3) uint8 image in RGB order (cv2.imread gives "
+        "BGR); np.array(Image.open(path)) is the 0/255 mask and (mask > 127).astype(np.int64) its class ids. "
+        "An albumentations transform is called as self.transform(image=image, mask=mask) and returns a dict.",
+        "In __getitem__: image = np.array(Image.open(self.image_paths[index]).convert('RGB')); "
+        "mask = (np.array(Image.open(self.mask_paths[index])) > 127).astype(np.int64); then return "
+        "self.transform(image=image, mask=mask) when self.transform is not None, else {'image': image, 'mask': mask}.",
     ],
 )
 

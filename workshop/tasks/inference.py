@@ -90,12 +90,12 @@ def _predict(candidate, threshold: float | None = None) -> tuple[np.ndarray, Pro
         out = candidate(model, probe_image(), MODEL_SIZE, **args)
     except RuntimeError as error:
         if "requires grad" in str(error):
-            raise CheckFailure("a mask computed without gradients", "a tensor that requires grad -> run the model "
-                               "inside `with torch.no_grad():`", 2) from None
+            raise CheckFailure("a mask computed without gradients", "a tensor that requires grad -> the model ran "
+                               "with gradients on, so autograd still records", 2) from None
         raise
     if isinstance(out, Tensor):
         raise CheckFailure("a NumPy array (the next cells save it with save_mask_png and draw it with NumPy)",
-                           f"a torch tensor of shape {tuple(out.shape)} -> end with .numpy() (after .long())", 3)
+                           f"a torch tensor of shape {tuple(out.shape)} -> the mask stayed a torch tensor", 3)
     if not isinstance(out, np.ndarray):
         raise CheckFailure("a NumPy array", type(out).__name__, 3)
     return out, model
@@ -105,17 +105,16 @@ def _check_shape(candidate) -> None:
     mask, _ = _predict(candidate)
     found = tuple(mask.shape)
     if found == (MODEL_SIZE, MODEL_SIZE):
-        why = (" (the model's size) -> resize the logits back with "
-               "F.interpolate(logits, size=image.shape[:2], mode='bilinear')")
+        why = " (the model's size) -> the logits were never resized back to the image's size"
     elif found == (WIDTH, HEIGHT):
-        why = " -> height first: size=image.shape[:2] is (H, W)"
+        why = " -> height and width swapped: torch sizes are (H, W)"
     elif len(found) != 2:
-        why = " -> drop the batch and channel axes: logits[0, 0]"
+        why = " -> the batch and channel axes are still there"
     else:
         why = ""
     expect(found == (HEIGHT, WIDTH), f"a mask of shape ({HEIGHT}, {WIDTH}), the image's own height and width",
            f"{found}{why}", hint=1)
-    expect(mask.dtype == np.int64, "dtype int64 (class ids)", f"{mask.dtype} -> convert with .long() before .numpy()",
+    expect(mask.dtype == np.int64, "dtype int64 (class ids)", f"{mask.dtype} -> the True/False (or float) mask was never turned into int64 ids",
            hint=3)
 
 
@@ -124,10 +123,10 @@ def _check_input(candidate) -> None:
     expect(bool(model.inputs), "the model to be called", "no call", hint=1)
     x = model.inputs[0]
     expect(x.dim() == 4 and tuple(x.shape[:2]) == (1, 3), "the model to get a batch of one image, (1, 3, H, W)",
-           f"an input of shape {tuple(x.shape)} -> .unsqueeze(0) adds the batch axis to the (3, H, W) image", hint=2)
+           f"an input of shape {tuple(x.shape)} -> one (3, H, W) image without the batch axis", hint=2)
     expect(tuple(x.shape[2:]) == (MODEL_SIZE, MODEL_SIZE),
            f"the image resized to the model's {MODEL_SIZE} x {MODEL_SIZE} (image_size) before the model",
-           f"an input of {tuple(x.shape[2:])} -> get_inference_transform(image_size) resizes it", hint=2)
+           f"an input of {tuple(x.shape[2:])} -> the image was not resized to image_size first", hint=2)
     red = x[0, 0]
     mean, std = IMAGENET_MEAN[0], IMAGENET_STD[0]
     low, high = (0 - mean) / std, (1 - mean) / std  # red 0 and red 255 after ImageNet normalisation
@@ -135,12 +134,12 @@ def _check_input(candidate) -> None:
     if abs(found_low - low) < 0.05 and abs(found_high - high) < 0.05:
         return
     if found_low >= -1e-6 and found_high <= 1 + 1e-6:
-        why = (" -> pixels in 0..1: /255 alone is not what the model was trained on; it also needs the ImageNet "
-               "mean and std: use get_inference_transform(image_size)(image=image)['image']")
+        why = (" -> pixels in 0..1: /255 alone is not what the model was trained on; the ImageNet mean and std "
+               "were not applied (the image was not prepared as for validation)")
     elif found_high > 2.5:
-        why = " -> raw 0..255 pixels: the model was trained on normalised ones; use get_inference_transform(image_size)"
+        why = " -> raw 0..255 pixels: the model was trained on normalised ones (not prepared as for validation)"
     else:
-        why = " -> prepare the image exactly as for validation: get_inference_transform(image_size)"
+        why = " -> the image was not prepared the way the validation images were"
     raise CheckFailure(f"the red channel normalised like the training images (red 0 -> {low:.2f}, red 255 -> {high:.2f})",
                        f"values from {found_low:.2f} to {found_high:.2f}{why}", 2)
 
@@ -171,7 +170,7 @@ def _check_resize_then_threshold(candidate) -> None:
            f"the edge of the mask at column {true_edge}, where the resized logits cross the threshold "
            "(seen 4 x 4 by the model, shown 8 x 60)",
            f"the edge at column {edge} -> that is where a 0/1 mask made at the model's size lands when it is "
-           "resized: resize the LOGITS to the image's size first (bilinear), then threshold", hint=1)
+           "resized: the mask was thresholded before resizing, and a 0/1 mask has lost where the logits cross", hint=1)
 
 
 def _agreement(mask: np.ndarray, threshold: float) -> float:
@@ -182,10 +181,9 @@ def _check_values(candidate) -> None:
     mask, _ = _predict(candidate)
     found = float((mask == 1).mean())
     if abs(found - 1 / 3) < 0.05:
-        why = (" -> only the band with logit 2.05 is foreground: was the threshold compared with the logits? "
-               "Take torch.sigmoid(logits) first")
+        why = " -> only the band with logit 2.05 is foreground: the threshold was compared with the logits, not probabilities"
     elif abs(found - 1.0) < 0.05:
-        why = " -> every pixel is foreground: compare the probabilities with the threshold"
+        why = " -> every pixel is foreground: the threshold was not applied to the probabilities"
     else:
         why = ""
     expect(_agreement(mask, 0.5) >= 0.95, "the left two thirds foreground (probabilities 0.89 and 0.56 > 0.5), "
@@ -196,7 +194,7 @@ def _check_threshold(candidate) -> None:
     mask, _ = _predict(candidate, threshold=0.7)
     found = float((mask == 1).mean())
     expect(_agreement(mask, 0.7) >= 0.95, "only the left third foreground at threshold=0.7 (0.89 > 0.7 > 0.56)",
-           f"{found:.0%} of the pixels foreground -> use the `threshold` argument", hint=2)
+           f"{found:.0%} of the pixels foreground -> the `threshold` argument is ignored", hint=2)
 
 
 def _check_eval_no_grad(candidate) -> None:
@@ -207,9 +205,9 @@ def _check_eval_no_grad(candidate) -> None:
     expect(unchanged and not any(training for training, _ in model.calls),
            "the model in eval mode (batch-norm statistics unchanged by prediction)",
            lambda: f"running_mean {float(bn.running_mean):.4f} after {int(bn.num_batches_tracked)} update(s) -> "
-           "call model.eval() first: in training mode batch-norm learns from the images it predicts", hint=2)
+           "the model was left in training mode, where batch-norm learns from the images it predicts", hint=2)
     expect(not any(grad for _, grad in model.calls), "the forward pass without gradients",
-           "gradients on -> run the model inside `with torch.no_grad():` (no graph: faster, less memory)", hint=2)
+           "gradients on -> the forward pass built a graph that prediction never uses (slower, more memory)", hint=2)
 
 
 PREDICT_MASK = Exercise(
@@ -226,11 +224,14 @@ PREDICT_MASK = Exercise(
         Check("resize the logits, then threshold", _check_resize_then_threshold),
     ],
     hints=[
-        "The model was trained on image_size x image_size crops, so resize going in (the transform) and "
-        "resize the logits coming out: F.interpolate(logits, size=image.shape[:2], mode='bilinear').",
-        "model.eval(), then `with torch.no_grad(): logits = model(x)` where "
-        "x = get_inference_transform(image_size)(image=image)['image'].unsqueeze(0). "
-        "The threshold is a probability: compare torch.sigmoid(logits), not the logits.",
+        "Predict the way you validated: the same preparation of the image (resized to image_size, ImageNet "
+        "normalisation, a batch of one) and the model in eval mode, without gradients. Then bring the "
+        "prediction back to the image's own size: resize the logits (not a 0/1 mask), turn them into "
+        "probabilities, compare with the threshold.",
+        "get_inference_transform(image_size)(image=image)['image'] is the prepared (3, s, s) tensor, and "
+        ".unsqueeze(0) adds the batch axis; model.eval() and `with torch.no_grad():`; "
+        "F.interpolate(logits, size=image.shape[:2], mode='bilinear') resizes to (H, W); torch.sigmoid gives "
+        "probabilities; .long().numpy() makes an int64 NumPy mask.",
         "x = get_inference_transform(image_size)(image=image)['image'].unsqueeze(0); model.eval()\n"
         "with torch.no_grad(): logits = model(x)\n"
         "logits = F.interpolate(logits, size=image.shape[:2], mode='bilinear', align_corners=False)\n"

@@ -57,13 +57,14 @@ def _check_polygon_shape(candidate) -> None:
     why = " -> PIL sizes are (width, height) but numpy shapes are (height, width)" if found.shape == (30, 20) else ""
     expect(found.shape == (20, 30), "a mask of shape (height, width) = (20, 30)", f"shape {found.shape}{why}", hint=1)
     expect(found.dtype == bool, "a boolean mask (dtype bool)",
-           f"dtype {found.dtype} with values {sorted(np.unique(found).tolist())[:4]} -> return mask.astype(bool)", hint=1)
+           f"dtype {found.dtype} with values {sorted(np.unique(found).tolist())[:4]} -> the drawing's numbers were "
+           "returned, not True/False", hint=1)
 
 
 def _check_orientation(candidate) -> None:
     found = _as_mask(candidate(_BAR, 20, 30)).astype(bool)
     inside, swapped = bool(found[4, 20]), bool(found[15, 4])
-    why = " -> x is the column and y the row: the pixel of point (x, y) is mask[y, x]; did you swap x and y?" if swapped else ""
+    why = " -> x and y swapped: x is the column and y the row, so point (x, y) is the pixel mask[y, x]" if swapped else ""
     expect(inside and not swapped,
            "the flat bar with x from 2 to 25 and y from 3 to 6 to cover mask[4, 20] and not mask[15, 4]",
            f"mask[4, 20] = {inside}, mask[15, 4] = {swapped}{why}", hint=2)
@@ -78,14 +79,14 @@ def _check_triangle(candidate) -> None:
     iou = (found & expected).sum() / union if union else 0.0
     expect(iou >= 0.85, "the triangle [[2, 2], [27, 5], [9, 17]] to fill its inside (IoU >= 0.85 with the reference)",
            f"{int(found.sum())} pixels against {int(expected.sum())}, IoU {iou:.2f}"
-           " -> fill the polygon itself, not its bounding box", hint=2)
+           " -> the bounding box was filled, or the inside of the polygon was not", hint=2)
 
 
 def _check_numpy_points(candidate) -> None:
     found = _as_mask(candidate(np.array(_BAR, dtype=np.float64), 20, 30)).astype(bool)
     expect(int(found.sum()) == 96 and bool(found[4, 20]), "points given as an (N, 2) numpy array to work too",
-           f"{int(found.sum())} pixels -> PIL wants a list of (x, y) tuples: [tuple(p) for p in points]"
-           " (or np.asarray(points).ravel().tolist())", hint=3)
+           f"{int(found.sum())} pixels -> an (N, 2) array of points is not what PIL's polygon reads "
+           "(it reads a list of (x, y) pairs)", hint=3)
 
 
 POLYGON_TO_MASK = Exercise(
@@ -100,10 +101,12 @@ POLYGON_TO_MASK = Exercise(
         Check("numpy points", _check_numpy_points),
     ],
     hints=[
-        "Draw the polygon on a blank 8-bit image with PIL, then turn the image into a numpy array. "
-        "PIL wants sizes as (width, height); the array comes out as (height, width).",
-        "canvas = Image.new('L', (width, height), 0); ImageDraw.Draw(canvas).polygon(xy, fill=1) with "
-        "xy a list of (x, y) tuples; then np.asarray(canvas). PIL takes x first: no swapping needed.",
+        "Draw the polygon, filled, on a blank 8-bit image, then read the image back as an array: True where it "
+        "was drawn. A point is (x, y): x the column, y the row. An image's size is (width, height), an array's "
+        "shape (height, width).",
+        "Image.new('L', (width, height), 0) is a blank canvas; ImageDraw.Draw(canvas).polygon(xy, fill=1) fills "
+        "a polygon, with xy a list of (x, y) tuples (numpy points must become one); np.asarray(canvas) reads it "
+        "back, .astype(bool) makes True/False. PIL takes x first: no swapping needed.",
         "from PIL import Image, ImageDraw\ncanvas = Image.new('L', (width, height), 0)\n"
         "ImageDraw.Draw(canvas).polygon([(float(x), float(y)) for x, y in points], fill=1)\n"
         "return np.asarray(canvas).astype(bool)",
@@ -140,7 +143,7 @@ def _box(candidate, mask: np.ndarray) -> np.ndarray:
 def _diagnose(found: np.ndarray, expected: list[float]) -> str:
     x0, y0, x1, y1 = expected
     if np.array_equal(found, [x0, y0, x1 - 1, y1 - 1]):
-        return " -> x1, y1 are one PAST the last pixel (max + 1), so that x1 - x0 is the width in pixels"
+        return " -> the box stops AT the last pixel; x1, y1 are one PAST it, so that x1 - x0 is the width in pixels"
     if np.array_equal(found, [y0, x0, y1, x1]) or np.array_equal(found, [y0, x0, y1 - 1, x1 - 1]):
         return " -> x and y are swapped: x is the column (axis 1 of the mask), y the row (axis 0)"
     return ""
@@ -151,12 +154,12 @@ def _check_box_type(candidate) -> None:
     mask[1:3, 2:5] = True
     found = candidate(mask)
     if isinstance(found, torch.Tensor):
-        why = "a torch tensor -> return a numpy array: np.array([...], dtype=np.float32)"
+        why = "a torch tensor -> the box was built with torch, not NumPy"
     elif not isinstance(found, np.ndarray):
-        why = f"a {type(found).__name__} -> wrap the numbers: np.array([x0, y0, x1, y1], dtype=np.float32)"
+        why = f"a {type(found).__name__} -> the four numbers were never put in a NumPy array"
     elif found.dtype != np.float32:
-        why = (f"a numpy array of dtype {found.dtype} -> add dtype=np.float32 (the lesson's type: torchvision's "
-               "detection targets hold float32 boxes)")
+        why = (f"a numpy array of dtype {found.dtype} -> the array kept NumPy's default dtype, but torchvision's "
+               "detection targets hold float32 boxes")
     else:
         return
     raise CheckFailure("a numpy float32 array [x0, y0, x1, y1] (the later cells stack the boxes into the "
@@ -188,8 +191,8 @@ def _check_two_parts(candidate) -> None:
     expected = [1.0, 0.0, 6.0, 4.0]
     found = _box(candidate, mask)
     expect(np.array_equal(found, expected), f"{expected}: the box holds every pixel of a mask in two parts",
-           f"{found.tolist()}{_diagnose(found, expected)} -> use all the object's rows and columns "
-           "(np.nonzero(mask) gives them), not the first row only", hint=3)
+           f"{found.tolist()}{_diagnose(found, expected)} -> the box does not cover every part of the mask "
+           "(only its first row or part was used)", hint=3)
 
 
 def _check_empty(candidate) -> None:
@@ -198,7 +201,7 @@ def _check_empty(candidate) -> None:
     except ValueError:
         return
     raise CheckFailure("a ValueError for an empty mask (it has no box)",
-                       f"it returned {np.asarray(found).tolist()!r} -> check `if not mask.any(): raise ValueError(...)`", 3)
+                       f"it returned {np.asarray(found).tolist()!r} -> an empty mask went through as if it had a box", 3)
 
 
 MASK_TO_BOX = Exercise(
@@ -214,10 +217,12 @@ MASK_TO_BOX = Exercise(
         Check("an empty mask", _check_empty),
     ],
     hints=[
-        "Find the rows and the columns that hold at least one True pixel; the box runs from the first to the "
-        "last of them. x counts columns (axis 1), y counts rows (axis 0).",
-        "ys, xs = np.nonzero(mask) gives the row and column of every object pixel. The end of the box is "
-        "exclusive: x1 = xs.max() + 1, y1 = ys.max() + 1 (a single pixel is a 1x1 box).",
+        "Find the rows and the columns that hold at least one True pixel, in every part of the mask: the box "
+        "runs from the first to the last of them. x counts columns (axis 1), y rows (axis 0); the end is one "
+        "past the last pixel, like a slice. An empty mask has no box: that is an error.",
+        "ys, xs = np.nonzero(mask) gives the row and column of every True pixel; xs.min() and xs.max() + 1 are "
+        "x0 and x1 (a single pixel is a 1x1 box); np.array([...], dtype=np.float32) is the box type of "
+        "torchvision's targets; xs.size == 0 means an empty mask, and raise ValueError(...) refuses it.",
         "ys, xs = np.nonzero(mask)\nif xs.size == 0:\n    raise ValueError('empty mask')\n"
         "return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)",
     ],
@@ -267,7 +272,7 @@ def _replaced(candidate, num_classes: int = 3) -> nn.Module:
     model = tiny_maskrcnn(5)
     out = candidate(model, num_classes)
     if out is None:
-        raise CheckFailure("the model to be returned", "None -> end with `return model`", 1)
+        raise CheckFailure("the model to be returned", "None -> the model was changed but not returned", 1)
     if not hasattr(out, "roi_heads"):
         raise CheckFailure("the Mask R-CNN model to be returned", f"a {type(out).__name__}", 1)
     return out
@@ -280,10 +285,10 @@ def _check_box_predictor(candidate) -> None:
            f"{scores.out_features} scores"
            + (" -> the box predictor was not replaced" if scores.out_features == 5 else ""), hint=1)
     expect(deltas.out_features == 12, "4 box numbers per class: bbox_pred with 12 outputs",
-           f"{deltas.out_features} -> FastRCNNPredictor(in_features, num_classes) makes both layers", hint=2)
+           f"{deltas.out_features} -> the box regression still has the old number of classes", hint=2)
     expect(scores.in_features == 32, "the new predictor to take the box head's 32 features",
-           f"{scores.in_features} -> read in_features from model.roi_heads.box_predictor.cls_score.in_features "
-           "instead of copying a number from a tutorial", hint=2)
+           f"{scores.in_features} -> a number from elsewhere (a tutorial?), not the features this model's box "
+           "head produces", hint=2)
 
 
 def _check_mask_predictor(candidate) -> None:
@@ -291,11 +296,11 @@ def _check_mask_predictor(candidate) -> None:
     logits = predictor.mask_fcn_logits
     expect(logits.out_channels == 3, "one mask per class: the mask predictor with 3 outputs",
            f"{logits.out_channels}"
-           + (" -> the mask predictor still predicts the old 5 classes: replace model.roi_heads.mask_predictor too"
+           + (" -> the mask predictor still predicts the old 5 classes: it was not replaced"
               if logits.out_channels == 5 else ""), hint=2)
     expect(predictor.conv5_mask.in_channels == 8, "the mask predictor to take the mask head's 8 channels",
-           f"{predictor.conv5_mask.in_channels} -> read conv5_mask.in_channels of the old predictor (256 is only "
-           "right for torchvision's ResNet-50 model)", hint=2)
+           f"{predictor.conv5_mask.in_channels} -> a number from elsewhere, not this model's mask head channels "
+           "(256 is only right for torchvision's ResNet-50 model)", hint=2)
 
 
 def _check_forward(candidate) -> None:

@@ -72,7 +72,7 @@ def _replaced(candidate, num_classes: int) -> DeepLabV3:
     expect(
         out is model,
         "replace_head to return the model it was given (changed in place)",
-        f"{'None' if out is None else _describe(out)} -> end with `return model`",
+        f"{'None' if out is None else _describe(out)} -> the model was changed but not returned",
         hint=3,
     )
     return model
@@ -96,13 +96,11 @@ def _check_head_kept(candidate) -> None:
 def _head_diagnosis(head: object) -> str:
     """Why ``model.classifier`` is not the 5-layer DeepLab head any more."""
     if isinstance(head, nn.Sequential) and len(head) > 5 and isinstance(head[0], ASPP):
-        return (f"{len(head)} layers -> a layer was added after the old last one, which still runs and still "
-                "outputs 21 channels: replace the last layer in place, model.classifier[-1] = nn.Conv2d(...), "
-                "instead of appending")
+        return (f"{len(head)} layers -> a layer was added after the old last one (appended instead of replacing "
+                "it): the old layer still runs and still outputs 21 channels")
     if isinstance(head, nn.Sequential) and 0 < len(head) < 5 and isinstance(head[0], ASPP):
-        return f"{len(head)} layers -> a layer was removed: replace only the last one, model.classifier[-1]"
-    return (f"{_describe(head)} -> the whole head was replaced and ASPP is gone; "
-            "replace only its last layer, model.classifier[-1]")
+        return f"{len(head)} layers -> a layer was removed from the head"
+    return f"{_describe(head)} -> the whole head was replaced: ASPP and its pretrained layers are gone"
 
 
 def _check_last_layer(candidate) -> None:
@@ -110,7 +108,7 @@ def _check_last_layer(candidate) -> None:
     last = model.classifier[-1]
     if isinstance(last, nn.Linear):
         found = (f"{_describe(last)} -> nn.Linear works on the LAST axis of a tensor (the image width "
-                 "here), not on the channels; a 1x1 nn.Conv2d is the per-pixel linear layer")
+                 "here), not on the channels of each pixel")
     else:
         found = _describe(last)
     expect(isinstance(last, nn.Conv2d), "model.classifier[-1] to be an nn.Conv2d", found, hint=2)
@@ -123,7 +121,7 @@ def _check_last_layer(candidate) -> None:
     expect(
         last.in_channels == 256,
         "in_channels=256, the same as the old last layer (it reads the 256 features before it)",
-        f"in_channels={last.in_channels} -> use model.classifier[-1].in_channels",
+        f"in_channels={last.in_channels} -> not the number of features the layer before it produces",
         hint=3,
     )
     expect(last.out_channels == 3, "out_channels=3 for num_classes=3", f"out_channels={last.out_channels}", hint=3)
@@ -164,10 +162,12 @@ REPLACE_HEAD = Exercise(
         Check("output channels for N=1 and N=5", _check_output_shape),
     ],
     hints=[
-        "print(model.classifier): the layer that makes one channel per class is the last one, "
-        "model.classifier[-1]. Only that layer changes; ASPP and the layers before it stay.",
-        "An nn.Sequential is indexed and assigned like a list: model.classifier[-1] = new_layer. "
-        "The new layer is nn.Conv2d(in_channels, num_classes, kernel_size=1), not nn.Linear.",
+        "The head ends in one layer that turns each pixel's features into one score per class. Only that layer "
+        "depends on the number of classes: swap it for a new one and keep every layer before it, with its "
+        "pretrained weights. The new layer reads as many features as the old one did.",
+        "print(model.classifier) shows an nn.Sequential: model.classifier[-1] is its last layer, and an "
+        "nn.Sequential is assigned like a list. The per-pixel linear layer is nn.Conv2d(in_channels, "
+        "out_channels, kernel_size=1), not nn.Linear; the old layer's .in_channels is its number of features.",
         "old = model.classifier[-1]; model.classifier[-1] = nn.Conv2d(old.in_channels, num_classes, "
         "kernel_size=1); return model",
     ],

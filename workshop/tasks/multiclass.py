@@ -38,7 +38,7 @@ MERGE_STUB = '''def merge_binary_masks(masks, class_ids, height, width):
 def _as_map(found: Any) -> np.ndarray:
     if isinstance(found, torch.Tensor):
         raise CheckFailure("a numpy array (the next cells compare it with NumPy masks and save it as a PNG)",
-                           f"a torch tensor -> build the map with np.zeros((height, width), dtype=np.int64)", 1)
+                           "a torch tensor -> the map was built with torch, not NumPy", 1)
     if not isinstance(found, np.ndarray):
         raise CheckFailure("a numpy array", f"{type(found).__name__}", 1)
     return found
@@ -57,9 +57,9 @@ def _road_mask() -> np.ndarray:
 def _check_shape(candidate) -> None:
     found = _as_map(candidate({"road": _road_mask()}, {"road": 2}, 3, 5))
     expect(found.shape == (3, 5), "a (height, width) = (3, 5) map", f"shape {found.shape}"
-           + (" -> numpy shapes are (height, width)" if found.shape == (5, 3) else ""), hint=1)
+           + (" -> height and width swapped: NumPy shapes are (height, width)" if found.shape == (5, 3) else ""), hint=1)
     expect(found.dtype == np.int64, "dtype int64 (class ids for CrossEntropyLoss)",
-           f"{found.dtype} -> start from np.zeros((height, width), dtype=np.int64)", hint=1)
+           f"{found.dtype} -> the map was started with another dtype than int64", hint=1)
 
 
 def _check_0_255(candidate) -> None:
@@ -68,9 +68,9 @@ def _check_0_255(candidate) -> None:
     if np.array_equal(found, expected):
         return
     if (found == 0).all():
-        why = " -> the object pixels are 255, not 1: turn the mask into True/False with mask > 0 first"
+        why = " -> the object pixels are 255, not 1: the mask was read as if it held 0/1"
     elif found.max() > 2:
-        why = " -> multiplying the 0/255 mask by the id gives 255 * id: turn it into True/False (mask > 0) first"
+        why = " -> the 0/255 mask was multiplied by the id: 255 * id is no class id"
     elif np.array_equal(found > 0, expected > 0):
         why = " -> the right pixels with the wrong id: the id of a mask is class_ids[name]"
     else:
@@ -83,7 +83,7 @@ def _check_bool(candidate) -> None:
     found = _as_map(candidate({"road": _road_mask() > 0}, {"road": 2}, 3, 5))
     expect(np.array_equal(found[1], np.full(5, 2)) and (found[[0, 2]] == 0).all(),
            "boolean masks to work too (True on the object)",
-           f"row 1 = {found[1].tolist()} -> test `mask > 0`, which is right for 0/255, 0/1 and True/False masks", hint=1)
+           f"row 1 = {found[1].tolist()} -> True/False masks are not read as object pixels (the test fits 0/255 only)", hint=1)
 
 
 def _check_overlap(candidate) -> None:
@@ -94,7 +94,7 @@ def _check_overlap(candidate) -> None:
     found = _as_map(candidate({"road": road, "car": car}, {"road": 1, "car": 3}, 3, 5))
     value = int(found[1, 2])
     if value == 4:
-        why = " -> 1 + 3 = 4 is not a class id: adding ids where masks overlap invents classes; assign instead (out[m] = id)"
+        why = " -> 1 + 3 = 4 is not a class id: the ids were added where the masks overlap, which invents classes"
     elif value == 1:
         why = " -> the car mask comes later in the dict, so it is drawn over the road"
     else:
@@ -108,10 +108,9 @@ def _check_overlap(candidate) -> None:
     found = _as_map(candidate({"car": car, "road": road}, {"road": 1, "car": 3}, 3, 5))
     value = int(found[1, 2])
     if value == 3:
-        why = (" -> the higher id won, not the later mask (np.maximum or a max over the masks?): assign in "
-               "dict order, out[mask > 0] = class_ids[name], so a later mask overwrites whatever id is there")
+        why = " -> the higher id won, not the later mask (np.maximum or a max over the masks?)"
     elif value == 4:
-        why = " -> 1 + 3 = 4 is not a class id: assign instead of adding (out[m] = id)"
+        why = " -> 1 + 3 = 4 is not a class id: the ids were added where the masks overlap"
     else:
         why = ""
     expect(value == 1, "the overlap pixel [1, 2] (car, then road) to be the road's id 1: the later mask wins, "
@@ -123,7 +122,7 @@ def _check_ids(candidate) -> None:
     sky[0] = 255
     found = _as_map(candidate({"sky": sky}, {"road": 1, "sky": 7}, 3, 5))
     expect(int(found[0, 0]) == 7, "the id from class_ids (sky -> 7), whatever the position of the class in the dict",
-           f"{int(found[0, 0])} -> use class_ids[name], not the position of the mask", hint=2)
+           f"{int(found[0, 0])} -> the id came from the mask's position in the dict, not from class_ids", hint=2)
 
 
 MERGE_BINARY_MASKS = Exercise(
@@ -139,10 +138,12 @@ MERGE_BINARY_MASKS = Exercise(
         Check("ids from class_ids", _check_ids),
     ],
     hints=[
-        "Start with a map of zeros (the background): np.zeros((height, width), dtype=np.int64). An Open Images "
-        "mask holds 255 on the object, so `mask > 0` gives the True/False pixels of that class.",
-        "Loop over masks.items() in order and ASSIGN: out[mask > 0] = class_ids[name]. A later mask overwrites an "
-        "earlier one; adding ids (out += ...) would make 1 + 3 = 4 where road and car overlap.",
+        "Start from a map that is all background (id 0) and paint each class's pixels with its id, one mask "
+        "after another in the dict's order, like paint: a later mask covers an earlier one. An Open Images "
+        "mask is 255 on the object, so turn each mask into True/False first.",
+        "np.zeros((height, width), dtype=np.int64) is the background map; mask > 0 is True on the object for "
+        "0/255, 0/1 and True/False masks alike; out[m] = value assigns where m is True (assign, never add: "
+        "1 + 3 = 4 is no class); class_ids[name] is a mask's id; masks.items() keeps the dict's order.",
         "out = np.zeros((height, width), dtype=np.int64)\nfor name, mask in masks.items():\n"
         "    out[np.asarray(mask) > 0] = class_ids[name]\nreturn out",
     ],
@@ -173,8 +174,7 @@ _DICE = [0.75, 0.6, 2 / 3]
 def _as_values(found: Any) -> torch.Tensor:
     if isinstance(found, np.ndarray):
         raise CheckFailure("a torch tensor (the notebook's next cells call .double() and torch.nanmean on it)",
-                           f"a numpy array -> compute with torch on the confusion tensor itself "
-                           "(confusion.double(), .diagonal(), .sum(dim=0)), no .numpy()", 1)
+                           "a numpy array -> the confusion tensor was turned into NumPy and the result stayed NumPy", 1)
     if not isinstance(found, torch.Tensor):
         raise CheckFailure("a tensor", type(found).__name__, 1)
     return found
@@ -187,7 +187,7 @@ def _close(found: torch.Tensor, expected: list[float]) -> bool:
 def _check_iou_shape(candidate) -> None:
     found = _as_values(candidate(_CM.clone()))
     expect(tuple(found.shape) == (3,), "one IoU per class: shape (3,)", f"shape {tuple(found.shape)}", hint=1)
-    expect(found.is_floating_point(), "a float tensor (IoU is a ratio)", f"dtype {found.dtype} -> divide with /, not //", hint=1)
+    expect(found.is_floating_point(), "a float tensor (IoU is a ratio)", f"dtype {found.dtype} -> integer counts divided without turning them into floats (or with //)", hint=1)
 
 
 def _check_known(candidate) -> None:
@@ -196,13 +196,13 @@ def _check_known(candidate) -> None:
     if _close(found, _IOU):
         return
     if _close(found, _RECALL):
-        why = " -> that is the recall TP / (TP + FN) (divided by the row sum only): the false positives are missing (FP = column sum - TP)"
+        why = " -> that is the recall TP / (TP + FN), divided by the row sum only: the false positives are missing"
     elif _close(found, _PRECISION):
-        why = " -> that is the precision TP / (TP + FP) (divided by the column sum only): the false negatives are missing (FN = row sum - TP)"
+        why = " -> that is the precision TP / (TP + FP), divided by the column sum only: the false negatives are missing"
     elif _close(found, _DICE):
         why = " -> that is Dice / F1 (2 TP / (2 TP + FP + FN)); IoU counts TP once"
     else:
-        why = " -> TP = confusion.diagonal(), FP = confusion.sum(0) - TP, FN = confusion.sum(1) - TP"
+        why = " -> not TP / (TP + FP + FN) of each class"
     raise CheckFailure(f"IoU {[round(v, 3) for v in _IOU]} for the matrix {_CM.tolist()}", f"{shown}{why}", 2)
 
 
@@ -211,8 +211,8 @@ def _check_absent(candidate) -> None:
     found = _as_values(candidate(cm.clone())).double()
     expect(math.isnan(found[2].item()),
            "NaN for class 2, which is neither in the target nor predicted (0 / 0: its IoU is undefined)",
-           f"{found[2].item()} -> a 0 would pull the mean IoU down for a class that is not there; "
-           "keep the NaN (torch gives it for 0.0 / 0.0) and average with nanmean", hint=3)
+           f"{found[2].item()} -> the 0 / 0 of a class that is not there became a number, which pulls the mean IoU "
+           "down (or up) for a class that was never in the data", hint=3)
     expect(abs(found[0].item() - 5 / 8) < 1e-6 and abs(found[1].item() - 4 / 7) < 1e-6,
            "IoU 0.625 and 0.571 for the classes that are present", f"{[round(v, 3) for v in found[:2].tolist()]}", hint=2)
 
@@ -236,11 +236,12 @@ PER_CLASS_IOU = Exercise(
         Check("missed class is 0", _check_missed),
     ],
     hints=[
-        "Everything is in the matrix: the diagonal holds the true positives of each class. Work in float "
-        "(confusion.double()) so that the division gives fractions.",
-        "FP of class c are pixels predicted as c that are not c: the rest of column c (confusion.sum(dim=0) - TP). "
-        "FN are pixels of c predicted as something else: the rest of row c (confusion.sum(dim=1) - TP). "
-        "Dividing by the row sum only gives the recall, not the IoU.",
+        "Everything is in the matrix. For class c: the true positives are on the diagonal; the false positives "
+        "are the rest of column c (predicted c, truly something else); the false negatives the rest of row c "
+        "(truly c, predicted something else). IoU = TP / (TP + FP + FN) in floats; a class never seen nor "
+        "predicted is 0 / 0 and stays NaN.",
+        "confusion.double() works in floats; .diagonal() gives the TP of every class at once; .sum(dim=0) the "
+        "column sums, .sum(dim=1) the row sums. 0.0 / 0.0 is NaN in torch by itself: no special case needed.",
         "cm = confusion.double()\ntp = cm.diagonal()\nfp = cm.sum(dim=0) - tp\nfn = cm.sum(dim=1) - tp\n"
         "return tp / (tp + fp + fn)   # 0 / 0 gives NaN for an absent class, as wanted",
     ],

@@ -44,22 +44,24 @@ def _check_higher(candidate) -> None:
 
 def _check_lower(candidate) -> None:
     _cases(candidate, [(0.30, 0.35, "loss", True), (0.40, 0.35, "loss", False)], "lower is better for the loss",
-           " -> for monitor 'loss' compare the other way round: value < best", hint=1)
+           " -> for a loss lower is better, but the comparison went the way of IoU", hint=1)
 
 
 def _check_first(candidate) -> None:
     _cases(candidate, [(0.2, None, "iou", True), (3.0, None, "loss", True), (0.0, None, "dice", True)],
-           "the first value always improves on nothing", " -> test `best is None` first", hint=2)
+           "the first value always improves on nothing",
+           " -> before the first epoch there is no best (None) to compare with", hint=2)
 
 
 def _check_zero_best(candidate) -> None:
     _cases(candidate, [(0.5, 0.0, "loss", False), (0.2, 0.0, "loss", False)], "a best of 0.0 is a real value",
-           " -> `if not best` treats 0.0 like None; write `if best is None`", hint=2)
+           " -> a best of 0.0 was taken for 'no best yet': 0.0 is falsy, like None", hint=2)
 
 
 def _check_ties(candidate) -> None:
     _cases(candidate, [(0.5, 0.5, "iou", False), (0.25, 0.25, "loss", False)],
-           "a tie is no improvement: keep the earlier checkpoint", " -> use > and <, not >= and <=", hint=2)
+           "a tie is no improvement: keep the earlier checkpoint",
+           " -> a value equal to the best counted as better (the comparison is not strict)", hint=2)
 
 
 def _check_nan(candidate) -> None:
@@ -67,7 +69,8 @@ def _check_nan(candidate) -> None:
     _cases(candidate, [(nan, None, "iou", False), (nan, None, "loss", False), (nan, 0.4, "loss", False),
                        (inf, None, "loss", False)],
            "NaN and infinity never improve, not even as the first value",
-           " -> start with `if not math.isfinite(value): return False`", hint=3)
+           " -> a broken value was taken as an improvement: nothing rejects it before the comparisons, "
+           "and the first epoch accepts anything", hint=3)
 
 
 IS_IMPROVEMENT = Exercise(
@@ -84,11 +87,12 @@ IS_IMPROVEMENT = Exercise(
         Check("NaN and infinity", _check_nan),
     ],
     hints=[
-        "Two directions: for 'iou' and 'dice' a bigger value is better, for 'loss' a smaller one. "
-        "Compare value with best accordingly.",
-        "Order the tests: first the broken values, then `best is None` (the first epoch: True), "
-        "then the comparison. `best is None`, not `not best`: 0.0 is a real best. Strict > and <: a tie keeps the old best.",
-        "import math; if not math.isfinite(value): return False; if best is None: return True; "
+        "Three questions, in this order. Is the value a real, finite number at all (a broken epoch never "
+        "improves)? Is there a best yet (None before the first epoch)? Is the value strictly better: higher "
+        "for 'iou' and 'dice', lower for 'loss'? A tie keeps the earlier checkpoint.",
+        "math.isfinite(x) is False for NaN and for infinity. `best is None` tells 'no best yet' apart from a "
+        "best of 0.0 (`not best` does not). > and < are strict: an equal value is no improvement.",
+        "if not math.isfinite(value): return False; if best is None: return True; "
         "return value < best if monitor == 'loss' else value > best",
     ],
 )

@@ -63,12 +63,12 @@ def _dice_example() -> tuple[Tensor, Tensor]:
 
 def _dice_diagnosis(found: float, no_smooth: float) -> str:
     if _near(found, no_smooth):
-        return f"{found:.4f} -> did you forget the smoothing term? Add smooth to the numerator AND the denominator"
+        return f"{found:.4f} -> that is the loss without the smoothing term: smooth is in neither the numerator nor the denominator"
     per_pixel = 1 - (2.5 / 2.75 + 2 / 2.5 + 1 / 1.5 + 1 / 1.25) / 4  # mean of the 4 pixels' own ratios
     if _near(found, per_pixel):
-        return f"{found:.4f} -> that is a mean of per-pixel ratios; sum over all pixels first, then take one ratio"
+        return f"{found:.4f} -> that is a mean of per-pixel ratios, not one ratio of sums over all the pixels"
     if math.isfinite(found) and found < 0:
-        return f"{found:.4f}: a Dice loss below 0 means p is not a probability -> apply torch.sigmoid to the logits first"
+        return f"{found:.4f}: a Dice loss below 0 means p is not a probability -> the logits were used as probabilities (no sigmoid)"
     return f"{found:.4f}"
 
 
@@ -85,7 +85,7 @@ def _check_dice_smooth_argument(candidate) -> None:
     found = _number(candidate(logits, target, smooth=0.0), "dice_loss(...)", hint=1)
     # 1 - 2 * 1.25 / 4 = 0.375
     expect(_near(found, 0.375), "a loss of 0.3750 for the same example with smooth=0 (1 - 2.5 / 4)",
-           f"{found:.4f} -> use the `smooth` argument, not a fixed number", hint=2)
+           f"{found:.4f} -> the `smooth` argument is ignored: a fixed number is used instead", hint=2)
 
 
 def _check_dice_empty(candidate) -> None:
@@ -94,7 +94,8 @@ def _check_dice_empty(candidate) -> None:
     found = _number(candidate(logits, target, smooth=1.0), "dice_loss(...)", hint=1)
     expect(_near(found, 0.0, 1e-6), "a loss of about 0.0 for an empty mask predicted empty (nothing to find, "
            "nothing found: a perfect answer)",
-           f"{found:.4f} -> with smooth in the numerator and the denominator this case is (0 + 1) / (0 + 1)", hint=1)
+           f"{found:.4f} -> smooth is missing from the numerator or the denominator (with both, this case is "
+           "(0 + 1) / (0 + 1) = 1, a loss of 0)", hint=1)
 
 
 def _check_dice_batch(candidate) -> None:
@@ -104,10 +105,10 @@ def _check_dice_batch(candidate) -> None:
     found = _number(candidate(logits, target, smooth=1.0), "dice_loss(...)", hint=1)
     # whole batch: sum(p t) = 1.75, sum(p) = 2, sum(t) = 3 -> 1 - 4.5 / 6 = 0.25
     if _near(found, 1 - (2.5 / 3 + 3 / 4) / 2):
-        why = " -> that is the mean of per-image losses; sum over the whole batch first, then take one ratio"
+        why = " -> that is the mean of per-image losses, not one ratio of sums over the whole batch"
     else:
-        why = (" -> sum over every pixel of every image; if target is (N, H, W) and p is (N, 1, H, W), "
-               "p * target broadcasts to (N, N, H, W): reshape the target with target.unsqueeze(1)")
+        why = (" -> the target (N, H, W) broadcasts against the logits (N, 1, H, W): p * target is (N, N, H, W), "
+               "every image multiplied with every other image's target")
     expect(_near(found, 0.25), "a loss of 0.2500 for a batch of 2 images (sums over the batch: 1 - 4.5 / 6)",
            f"{found:.4f}{why}", hint=2)
 
@@ -116,12 +117,12 @@ def _check_dice_gradient(candidate) -> None:
     logits, target = _dice_example()
     loss = candidate(logits, target, smooth=1.0)
     expect(isinstance(loss, Tensor) and loss.requires_grad, "a tensor with a gradient (training calls loss.backward())",
-           lambda: f"{type(loss).__name__} without grad -> keep it a tensor (no .item()) and use the soft probabilities, "
-           "not (p > 0.5): a threshold has no gradient", hint=2)
+           lambda: f"{type(loss).__name__} without grad -> the graph was cut on the way: a Python number (.item()) "
+           "or a thresholded mask (p > 0.5) has no gradient", hint=2)
     loss.backward()
     grad = logits.grad
     expect(grad is not None and bool(grad.abs().sum() > 0), "a non-zero gradient on the logits",
-           "no gradient reached the logits -> compute p = torch.sigmoid(logits) from the logits themselves", hint=2)
+           "no gradient reached the logits -> the loss was not computed from the logits it was given", hint=2)
 
 
 DICE_LOSS = Exercise(
@@ -137,10 +138,13 @@ DICE_LOSS = Exercise(
         Check("sums over the batch", _check_dice_batch),
     ],
     hints=[
-        "Three sums: of p * t (the soft intersection), of p and of t. smooth is added to the numerator "
-        "and to the denominator, so an empty mask predicted empty gives (0 + 1) / (0 + 1) = 1, loss 0.",
-        "p = torch.sigmoid(logits) has shape (N, 1, H, W) and target (N, H, W): make t with "
-        "target.unsqueeze(1).float() so p * t multiplies pixel by pixel. .sum() with no argument sums everything.",
+        "Dice compares the soft prediction p with the target t over the whole batch: three sums over every "
+        "pixel of every image, of p * t (the soft intersection), of p and of t, then one ratio. smooth goes "
+        "into the numerator and the denominator, so an empty mask predicted empty gives (0 + 1) / (0 + 1) = 1, "
+        "a loss of 0. Stay with tensors of probabilities all the way: training needs the gradient.",
+        "p = torch.sigmoid(logits) is (N, 1, H, W) but target is (N, H, W): target.unsqueeze(1).float() gives it "
+        "the channel axis, so p * t multiplies pixel by pixel instead of broadcasting to (N, N, H, W). "
+        ".sum() with no argument sums everything.",
         "p = torch.sigmoid(logits); t = target.unsqueeze(1).float(); "
         "return 1 - (2 * (p * t).sum() + smooth) / (p.sum() + t.sum() + smooth)",
     ],
@@ -174,12 +178,12 @@ def _iou(candidate, logits: Tensor, target: Tensor, **kwargs: Any) -> float:
     value = candidate(logits, target, **kwargs)
     if isinstance(value, Tensor):
         raise CheckFailure("a Python float (the later cells format it, average it and store it in the history)",
-                           f"a tensor ({value!r}) -> turn the counts into numbers with .item() before dividing", 2)
+                           f"a tensor ({value!r}) -> the counts were divided as tensors, never turned into Python numbers", 2)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise CheckFailure("a Python float", type(value).__name__, 1)
     if isinstance(value, int):
-        raise CheckFailure("a Python float (IoU is a fraction)", f"the int {value} -> divide with `/` (`//` rounds "
-                           "down to a whole number) and return 1.0, not 1, when both are empty", 2)
+        raise CheckFailure("a Python float (IoU is a fraction)", f"the int {value} -> an integer division (`//` "
+                           "rounds down to a whole number), or a whole 1 for the empty case", 2)
     return float(value)
 
 
@@ -197,11 +201,11 @@ def _check_iou_value(candidate) -> None:
     # predicted 1 1 0 0, target 1 0 1 0: intersection 1, union 3
     found = _iou(candidate, _row([3.0, 3.0, -3.0, -3.0]), torch.tensor([[[1, 0, 1, 0]]]))
     if found == 0.0 and _floor_divides(candidate):
-        why = " -> 1 pixel shared out of 3 was rounded down to 0 by integer division (`//`): divide with `/`"
+        why = " -> 1 pixel shared out of 3 was rounded down to 0 by integer division (`//`)"
     elif _near(found, 0.5):
-        why = " -> that is the Dice score 2|P and T| / (|P| + |T|); IoU divides the intersection by the union"
+        why = " -> that is the Dice score 2|P and T| / (|P| + |T|), not the intersection over the union"
     else:
-        why = " -> threshold the probabilities first, then count pixels: IoU = intersection / union"
+        why = " -> not the intersection over the union of the thresholded prediction and the target"
     expect(_near(found, 1 / 3), "IoU 0.3333 for predicted [1, 1, 0, 0] and target [1, 0, 1, 0] (1 pixel shared, "
            "3 in the union)", f"{found:.4f}{why}", hint=2)
 
@@ -213,11 +217,10 @@ def _check_iou_threshold(candidate) -> None:
     found = _iou(candidate, logits, target, threshold=0.5)
     expect(_near(found, 1.0), "IoU 1.0000 for logits [0.3, 0.3, -2, 2] (probabilities 0.57, 0.57, 0.12, 0.88) "
            "against target [1, 1, 0, 1] at threshold 0.5",
-           f"{found:.4f} -> the threshold is a probability: compare torch.sigmoid(logits) > threshold, "
-           "not logits > threshold", hint=2)
+           f"{found:.4f} -> the threshold was compared with the logits, but it is a probability", hint=2)
     found = _iou(candidate, logits, target, threshold=0.7)
     expect(_near(found, 1 / 3), "IoU 0.3333 for the same example at threshold 0.7 (only 0.88 is above it)",
-           f"{found:.4f} -> use the `threshold` argument", hint=2)
+           f"{found:.4f} -> the `threshold` argument is ignored", hint=2)
 
 
 def _check_iou_empty(candidate) -> None:
@@ -227,9 +230,9 @@ def _check_iou_empty(candidate) -> None:
         found = _iou(candidate, logits, target)
     except ZeroDivisionError:
         raise CheckFailure("1.0 when the prediction and the target are both empty", "ZeroDivisionError -> "
-                           "the union is 0 here: return 1.0 in that case (nothing to find, nothing found)", 3) from None
+                           "the union is 0 here (nothing to find, nothing found) and nothing handles that case", 3) from None
     expect(_near(found, 1.0), "1.0 when the prediction and the target are both empty (a perfect answer)",
-           f"{found} -> the union is 0 here: return 1.0 in that case", hint=3)
+           f"{found} -> the union is 0 here: nothing to find and nothing found is a perfect answer", hint=3)
 
 
 def _check_iou_batch(candidate) -> None:
@@ -237,7 +240,7 @@ def _check_iou_batch(candidate) -> None:
     logits = torch.tensor([[[[4.0, -4.0, -4.0]]], [[[4.0, 4.0, -4.0]]]])
     target = torch.tensor([[[1, 0, 0]], [[0, 0, 1]]])
     found = _iou(candidate, logits, target)
-    why = (" -> that is the mean of per-image IoUs; count intersection and union over the whole batch, then divide once"
+    why = (" -> that is the mean of per-image IoUs, not one ratio of the counts over the whole batch"
            if _near(found, 0.5) else "")
     expect(_near(found, 0.25), "IoU 0.2500 for a batch of 2 images (intersection 1, union 4 over the batch)",
            f"{found:.4f}{why}", hint=2)
@@ -250,8 +253,8 @@ def _check_iou_channel(candidate) -> None:
     logits = torch.tensor([[[[4.0, -4.0]]], [[[-4.0, -4.0]]]])
     target = torch.tensor([[[1, 0]], [[0, 0]]])
     found = _iou(candidate, logits, target)
-    why = (" -> the prediction (N, 1, H, W) against the target (N, H, W) broadcasts to (N, N, H, W) and compares "
-           "every image with every other image's target: compare with target.unsqueeze(1)"
+    why = (" -> the target (N, H, W) broadcasts against the prediction (N, 1, H, W) to (N, N, H, W): every "
+           "image is compared with every other image's target"
            if _near(found, 1 / 3) else "")
     expect(_near(found, 1.0), "IoU 1.0000 for a batch of 2 images each predicted exactly (logits (2, 1, 1, 2), "
            "target (2, 1, 2))", f"{found:.4f}{why}", hint=2)
@@ -270,10 +273,12 @@ IOU_SCORE = Exercise(
         Check("target (N, H, W) against logits (N, 1, H, W)", _check_iou_channel),
     ],
     hints=[
-        "Make two boolean masks of the same shape: pred = probabilities above the threshold, truth = target == 1. "
-        "The intersection counts pixels True in both, the union pixels True in either.",
-        "pred = torch.sigmoid(logits) > threshold is (N, 1, H, W): compare it with target.unsqueeze(1) == 1. "
-        "(pred & truth).sum() and (pred | truth).sum() count over the whole batch; .item() gives a Python number.",
+        "Two True/False masks of the same shape: the prediction (probabilities above the threshold) and the "
+        "truth (target == 1). Count over the whole batch the pixels True in both (the intersection) and in "
+        "either (the union), then divide once. An empty union means nothing to find and nothing found: 1.0.",
+        "torch.sigmoid(logits) > threshold is (N, 1, H, W); target.unsqueeze(1) == 1 has the same shape (without "
+        "unsqueeze, (N, H, W) broadcasts to (N, N, H, W)). (a & b).sum() and (a | b).sum() count pixels; "
+        ".item() turns a count into a Python number, and / divides without rounding (// rounds down).",
         "pred = torch.sigmoid(logits) > threshold; truth = target.unsqueeze(1) == 1; "
         "union = (pred | truth).sum().item(); "
         "return 1.0 if union == 0 else (pred & truth).sum().item() / union",
@@ -372,18 +377,17 @@ def _one_epoch(candidate) -> tuple[Any, nn.Module, _ModeRecorder, list[str]]:
 def _order_problem(events: list[str]) -> str:
     """What is wrong with the order of zero_grad / backward / step, or "" when it is right."""
     if "backward" not in events:
-        return " -> no gradient was computed: call loss.backward() for every batch"
+        return " -> no gradient was computed (no backward pass)"
     if "step" not in events:
-        return " -> the weights were never updated: call optimizer.step() after loss.backward()"
+        return " -> the weights were never updated (no optimiser step)"
     for i, event in enumerate(events):
         if event == "step":
             before = [e for e in events[:i] if e in ("zero_grad", "backward")]
             if before and before[-1] == "zero_grad":
-                return (" -> optimizer.zero_grad() ran between loss.backward() and optimizer.step(), so every step "
-                        "found the gradients already cleared: clear them BEFORE loss.backward() (zero_grad, "
-                        "backward, step)")
+                return (" -> the gradients were cleared between the backward pass and the optimiser step, so every "
+                        "step found them already cleared")
     if events.count("zero_grad") == 0:
-        return (" -> batch 1's gradient was added to batch 2's: call optimizer.zero_grad() before loss.backward() "
+        return (" -> batch 1's gradient was added to batch 2's: the old gradients were never cleared "
                 "(PyTorch adds new gradients to .grad)")
     return ""
 
@@ -395,16 +399,16 @@ def _weights(model: nn.Module) -> list[float]:
 def _check_epoch_mean(candidate) -> None:
     result, _, _, events = _one_epoch(candidate)
     if isinstance(result, Tensor):
-        raise CheckFailure("a Python float", f"a tensor ({result!r}) -> add up loss.item() (a float); summing the loss "
-                           "tensors keeps every batch's graph in memory", 2)
+        raise CheckFailure("a Python float", f"a tensor ({result!r}) -> the batch losses were added up as tensors, "
+                           "which also keeps every batch's graph in memory", 2)
     found = _number(result, "train_one_epoch(...)", hint=2)
     if _near(found, 7.1):
-        why = " -> that is the sum of the batch losses; divide by the number of batches"
+        why = " -> that is the sum of the batch losses, not their mean"
     elif _near(found, 1.1) or _near(found, 6.0):
-        why = " -> that is one batch's loss; average over all batches"
+        why = " -> that is one batch's loss, not the mean over all the batches"
     elif _near(found, 3.5):
         why = " -> batch 2 was scored with the starting weights" + (
-            _order_problem(events).replace(" -> ", ": ", 1) or ": call optimizer.step() after loss.backward()")
+            _order_problem(events).replace(" -> ", ": ", 1) or ": the weights were never updated (no optimiser step)")
     else:
         why = ""
     expect(_near(found, 3.55), "a mean loss of 3.5500 for two batches with losses 6.0 and 1.1", f"{found:.4f}{why}", hint=2)
@@ -414,9 +418,9 @@ def _check_epoch_weights(candidate) -> None:
     _, model, _, events = _one_epoch(candidate)
     found = _weights(model)
     if found == [1.0, 1.0, 1.0]:
-        why = _order_problem(events) or " -> the weights did not move: call optimizer.step() after loss.backward()"
+        why = _order_problem(events) or " -> the weights did not move (no optimiser step)"
     elif found == [0.6, 0.6, 0.5]:
-        why = (" -> batch 1's gradient was added to batch 2's: call optimizer.zero_grad() before loss.backward() "
+        why = (" -> batch 1's gradient was added to batch 2's: the old gradients were never cleared "
                "(PyTorch adds new gradients to .grad)")
     else:
         why = _order_problem(events)
@@ -427,8 +431,8 @@ def _check_epoch_weights(candidate) -> None:
 def _check_epoch_train_mode(candidate) -> None:
     _, _, recorder, _ = _one_epoch(candidate)
     expect(bool(recorder.modes) and all(recorder.modes), "the model in training mode for every batch",
-           lambda: f"training flags {recorder.modes} (the model was given in eval mode) -> call model.train() "
-           "before the loop: dropout and batch-norm behave differently while training", hint=1)
+           lambda: f"training flags {recorder.modes} -> the model stayed in the eval mode it was given: dropout "
+           "and batch-norm behave differently while training", hint=1)
 
 
 class _NotMoved(Tensor):
@@ -475,11 +479,11 @@ def _check_epoch_device(candidate) -> None:
     expect(bool(model.moved) and all(model.moved),
            "every batch's images moved with .to(device) before the model sees them (on a GPU the model's weights "
            "are on the GPU, and a CPU batch crashes the forward pass)",
-           lambda: f"images reaching the model without .to(device) (moves seen: {_NotMoved.moves or 'none'}) -> "
-           "images = batch['image'].to(device)", hint=1)
+           lambda: f"images reaching the model not moved to the device (moves seen: {_NotMoved.moves or 'none'}) "
+           "-> the batch stayed where the loader made it, on the CPU", hint=1)
     expect(bool(masks_moved) and all(masks_moved), "the masks moved with .to(device) too (the loss compares them "
            "with logits that live on the device)",
-           "masks reaching the loss without .to(device) -> masks = batch['mask'].to(device)", hint=1)
+           "masks reaching the loss not moved to the device -> the masks stayed on the CPU", hint=1)
 
 
 TRAIN_ONE_EPOCH = Exercise(
@@ -494,10 +498,12 @@ TRAIN_ONE_EPOCH = Exercise(
         Check("batches moved to the device", _check_epoch_device),
     ],
     hints=[
-        "Before the loop: model.train(). Then `for batch in loader:` with images = batch['image'].to(device) "
-        "and masks = batch['mask'].to(device).",
-        "Per batch, in this order: loss = loss_fn(model(images), masks); optimizer.zero_grad(); loss.backward(); "
-        "optimizer.step(). Keep a running total of loss.item() and count the batches.",
+        "One epoch: put the model in training mode, then for every batch move the images and masks to the "
+        "device, predict, compute the loss, and update the weights in this order: clear the old gradients, "
+        "back-propagate, step. Return the mean of the batch losses as a Python float.",
+        "model.train(); batch['image'].to(device) and batch['mask'].to(device); optimizer.zero_grad(), "
+        "loss.backward(), optimizer.step(), in that order (PyTorch adds new gradients to .grad, so clear them "
+        "first). loss.item() is a batch's loss as a float; len(loader) is the number of batches.",
         "model.train(); total = 0.0\nfor batch in loader:\n    loss = loss_fn(model(batch['image'].to(device)), "
         "batch['mask'].to(device))\n    optimizer.zero_grad(); loss.backward(); optimizer.step(); total += loss.item()\n"
         "return total / len(loader)",

@@ -53,6 +53,8 @@ class AnnotationSource(Source):
             raise DataError(f"annotation file not found: {self.path}")
         self.annotations = read_annotations(self.path, label_attribute=label_attribute, keep_unannotated=keep_unannotated)
         self.keep_unannotated = keep_unannotated
+        self.label_attribute = label_attribute
+        self.label_map_file = None if label_map is None or isinstance(label_map, LabelMap) else Path(label_map)
         if label_map is not None and not isinstance(label_map, LabelMap):
             label_map = LabelMap.from_json(label_map, ignore_index)
         names = ["background", *self.annotations.labels]
@@ -67,6 +69,18 @@ class AnnotationSource(Source):
     @property
     def format(self) -> str:  # type: ignore[override]
         return f"{FORMAT_NAMES.get(self.annotations.format, self.annotations.format)} ({self.path.name})"
+
+    def train_settings(self) -> dict[str, str] | None:
+        """``data.source: annotations`` with the file (or LabelMe folder) as ``data.root``."""
+        settings = {"data.source": "annotations", "data.root": display_path(self.path)}
+        settings.update(self._task_settings())
+        if self.label_attribute:
+            settings["data.label_attribute"] = self.label_attribute
+        if self.keep_unannotated:
+            settings["data.keep_unannotated"] = "true"
+        if self.label_map_file is not None:
+            settings["data.label_map"] = display_path(self.label_map_file)
+        return settings
 
     def items(self, split: str = "all") -> list[Item]:
         self.require_split(split)

@@ -189,6 +189,18 @@ class Source(ABC):
         return CheckSpec(pairs=pairs, images=images, task="multiclass" if self.task != "binary" else "binary",
                          label_map=self.label_map(), ignore_index=self.ignore_index, layout=f"format: {self.format}")
 
+    def train_settings(self) -> dict[str, str] | None:
+        """The ``data.*`` settings that make ``workshop train`` read this same data, or None when no
+        config names it (``data check`` ends with them as a ``workshop train --set ...`` command)."""
+        return None
+
+    def _task_settings(self) -> dict[str, str]:
+        """``data.task`` and ``data.ignore_index`` where they differ from the config's defaults."""
+        settings = {"data.task": self.task} if self.task != "binary" else {}
+        if self.ignore_index is not None and self.ignore_index != 255:
+            settings["data.ignore_index"] = str(self.ignore_index)
+        return settings
+
     def official_split(self) -> bool:
         """True when ``train`` and ``val`` are the publisher's lists (``data.val_fraction`` is not used)."""
         return False

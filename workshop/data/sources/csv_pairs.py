@@ -117,6 +117,16 @@ class CSVSource(PairSource):
     def layout(self) -> str:
         return f"CSV {display_path(self.csv_file.name)}"
 
+    def train_settings(self) -> dict[str, str] | None:
+        """``data.source: csv``: the CSV's folder as ``data.root`` (relative paths in it are read from there)."""
+        if self.base is not None and self.base != self.csv_file.parent:
+            return None  # paths relative to another folder than the CSV's: no config key says so
+        settings = {"data.source": "csv", "data.root": display_path(self.csv_file.parent), "data.csv_file": self.csv_file.name}
+        settings.update(self._task_settings())
+        if self.label_map_file is not None and self.task != "binary":
+            settings["data.label_map"] = display_path(self.label_map_file)
+        return settings
+
 
 class ListSource(PairSource):
     """A text file with one ``image mask`` pair per line, paths relative to the file's folder (CamVid's ``*_rel.txt``)."""

@@ -224,8 +224,9 @@ class PairSource(Source):
                  label_map: LabelMap | str | os.PathLike | None = None, ignore_index: int = 255,
                  where: str | os.PathLike = "") -> None:
         super().__init__(task, ignore_index)
-        if label_map is not None and not isinstance(label_map, LabelMap):
-            label_map = LabelMap.from_json(label_map, ignore_index)
+        self.label_map_file = None if label_map is None or isinstance(label_map, LabelMap) else Path(label_map)
+        if self.label_map_file is not None:
+            label_map = LabelMap.from_json(self.label_map_file, ignore_index)
         self._label_map = label_map
         self.derived = False
         self.where = where
@@ -358,6 +359,20 @@ class FolderSource(PairSource):
     def listing(self) -> tuple[list[tuple[Path, Path]], list[Path], list[Path], list[Problem]]:
         found = self.pairing()
         return list(found.pairs), list(found.images), list(found.masks), list(found.problems)
+
+    def train_settings(self) -> dict[str, str] | None:
+        """``data.source: folder`` with ``data.root``, and the folders only where they are not the defaults."""
+        settings = {"data.source": "folder", "data.root": display_path(self.root)}
+        if self.images_dir != self.root / "images":
+            settings["data.images_dir"] = _relative(self.images_dir, self.root)
+        if self.masks_dir != default_masks_dir(self.images_dir.parent, self.task):
+            settings["data.masks_dir"] = _relative(self.masks_dir, self.root)
+        if self.class_masks:
+            settings["data.class_masks"] = "true"
+        settings.update(self._task_settings())
+        if self.label_map_file is not None and self.task != "binary":
+            settings["data.label_map"] = display_path(self.label_map_file)
+        return settings
 
     def layout(self) -> str:
         if self.class_masks:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from workshop.data.entries import DatasetEntry
 from workshop.data.local import require_root
-from workshop.data.sources.base import Item, Source
+from workshop.data.sources.base import Item, Source, display_path
 from workshop.data.splits import split_indices
 from workshop.errors import ConfigError
 
@@ -56,6 +56,15 @@ class RegisteredSource(Source):
 
     def official_split(self) -> bool:
         return self.official
+
+    def train_settings(self) -> dict[str, str] | None:
+        """``data.source`` is the data set's name; ``data.root`` only where a folder was given."""
+        settings = {"data.source": self.entry.name}
+        if self.given_root is not None:
+            settings["data.root"] = display_path(self.given_root)
+        if self.task != self.entry.task:
+            settings["data.task"] = self.task
+        return settings
 
     def seeded_split(self, items: list[Item], split: str) -> list[Item]:
         """``train`` / ``val`` of ``items`` by the seeded ``val_fraction`` split; ``all`` as it is."""

@@ -116,7 +116,7 @@ class DataConfig:
     image_size: int = 128  # side of the square training crop
     val_fraction: float = 0.2  # share held out for validation (camvid and pets keep their official split)
     batch_size: int = 8  # cpu: 32 steps per epoch on the embedded 256 training images
-    num_workers: int = 0
+    num_workers: int = 0  # cpu: the model's step keeps the cores busy, workers would compete; gpu sets 2
     ignore_index: int = 255
     seed: int = 0  # seed of the embedded generator and of the train/val split
 

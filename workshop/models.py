@@ -158,7 +158,7 @@ def decoder_channels_for(arch: str, decoder: str) -> tuple[int, ...] | None:
         >>> decoder_channels_for("unet", "light"), decoder_channels_for("fpn", "light")
         ((128, 64, 32, 16, 8), None)
 
-    Taught in: notebooks/07_training.ipynb
+    Taught in: notebooks/05_model.ipynb
     """
     if decoder not in DECODERS:
         raise ValueError(f"unknown decoder {decoder!r}; valid choices: {', '.join(DECODERS)}")

@@ -8,7 +8,8 @@ the logs with::
     %load_ext tensorboard                  # or inside a notebook (Colab too)
     %tensorboard --logdir RUN/tb
 
-TensorBoard is an optional dependency (``pip install tensorboard``). Without it,
+TensorBoard is an optional dependency (``pip install tensorboard``, or the ``tensorboard`` extra:
+``pip install -e ".[tensorboard]"``). Without it,
 :func:`tensorboard_logger` prints one line saying so and returns None, and the run goes on.
 
 Taught in: notebooks/09_multiclass.ipynb
@@ -104,7 +105,8 @@ def tensorboard_logger(run_dir: str | os.PathLike, subdir: str = "tb", quiet: bo
     """
     if not tensorboard_available():
         if not quiet:
-            print("TensorBoard is not installed: logging to TensorBoard is skipped (pip install tensorboard to get it).")
+            print("TensorBoard is not installed: logging to TensorBoard is skipped (to get it: pip install tensorboard, "
+                  "or pip install -e \".[tensorboard]\" in a clone of the repository, then restart the kernel).")
         return None
     logger = TensorBoardLogger(Path(run_dir) / subdir)
     if not quiet:

@@ -118,4 +118,7 @@ def test_reference_seed_repeats_the_order_and_keeps_small_train_sets() -> None:
 def test_reference_pins_memory_only_for_cuda() -> None:
     train, val = make_train_val_loaders(NumberedDataset(4), NumberedDataset(4), 2, device=torch.device("cpu"))
     assert not train.pin_memory and not val.pin_memory
-    assert data_loader_kwargs(torch.device("cuda"), 2) == {"num_workers": 2, "pin_memory": True, "persistent_workers": True}
+    on_cuda = data_loader_kwargs(torch.device("cuda"), 2)
+    assert {k: on_cuda[k] for k in ("num_workers", "pin_memory", "persistent_workers")} == {
+        "num_workers": 2, "pin_memory": True, "persistent_workers": True}
+    assert callable(on_cuda["worker_init_fn"]), "workers are seeded per worker and epoch (issue 21)"

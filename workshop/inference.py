@@ -32,7 +32,7 @@ def load_trained_model(checkpoint: str | os.PathLike, device: torch.device | str
     """
     from workshop.config import load_config
     from workshop.engine import load_checkpoint
-    from workshop.runs import build_model
+    from workshop.models import build_model
 
     path = Path(checkpoint)
     if path.is_dir():

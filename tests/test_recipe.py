@@ -77,6 +77,8 @@ def test_steps_in_budget_hand_computed(available, step_s, per_epoch_s, spe, expe
 
 
 def test_fit_stops_at_max_steps_inside_an_epoch_with_the_schedule_done(tmp_path) -> None:
+    from workshop.budget import Budget
+
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 1))
     train = DataLoader(Squares(20, 0), batch_size=4, shuffle=True, generator=torch.Generator())  # 5 steps/epoch
@@ -84,7 +86,7 @@ def test_fit_stops_at_max_steps_inside_an_epoch_with_the_schedule_done(tmp_path)
     opt = make_optimizer(model, "adam", 0.02)
     sched = make_scheduler(opt, "onecycle", 0.02, total_steps=12)
     result = fit(model, train, val, create_loss("dice_bce", "binary"), opt, 5, "cpu", sched,
-                 run_dir=tmp_path, seed=1, max_steps=12)
+                 run_dir=tmp_path, seed=1, hooks=[Budget(max_steps=12)])
     assert [h["steps"] for h in result.history] == [5, 5, 2]
     assert result.stopped_reason == "schedule complete: 12 optimiser steps"
     assert sched.last_epoch == 12  # every step of the schedule taken, none beyond

@@ -118,4 +118,6 @@ def test_reference_seed_repeats_the_order_and_keeps_small_train_sets() -> None:
 def test_reference_pins_memory_only_for_cuda() -> None:
     train, val = make_train_val_loaders(NumberedDataset(4), NumberedDataset(4), 2, device=torch.device("cpu"))
     assert not train.pin_memory and not val.pin_memory
-    assert data_loader_kwargs(torch.device("cuda"), 2) == {"num_workers": 2, "pin_memory": True, "persistent_workers": True}
+    kwargs = data_loader_kwargs(torch.device("cuda"), 2)
+    assert callable(kwargs.pop("worker_init_fn"))  # each worker its own augmentations (env.WorkerSeeding)
+    assert kwargs == {"num_workers": 2, "pin_memory": True, "persistent_workers": True}

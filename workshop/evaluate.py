@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from workshop.data.io import LabelMap
+from workshop.data.splits import choose_split, require_own_split  # noqa: F401  (named here before)
 from workshop.errors import WorkshopError
 from workshop.metrics import (SegmentationMetrics, confusion_matrix, dice_from_confusion, iou_from_confusion, iou_score,
                               logits_to_labels, pixel_accuracy, precision_recall_f1)
@@ -71,28 +72,6 @@ def open_eval_source(data: str, cfg, label_map: LabelMap | None):
     d = cfg.data
     return open_source(data, task=d.task, label_map=label_map if d.task != "binary" else None, ignore_index=d.ignore_index,
                        label_attribute=d.label_attribute, keep_unannotated=d.keep_unannotated)
-
-
-def require_own_split(split: str | None) -> None:
-    """Without DATA a run is scored on its own validation split: refuse any other ``--split``."""
-    if split not in (None, "val"):
-        raise WorkshopError(f"--split {split}: without DATA the run is scored on its own validation split; "
-                            "name the data to score another split (workshop evaluate RUN DATA --split ...)")
-
-
-def choose_split(source, split: str | None) -> str:
-    """``split`` checked against the source; None: ``test`` where the source has it, else ``val``, else ``all``."""
-    if split is not None:
-        source.require_split(split)
-        return split
-    for name in ("test", "val"):
-        if name in source.splits:
-            try:
-                if source.items(name):
-                    return name
-            except Exception:  # e.g. CamVid without test/ + testannot/
-                continue
-    return "all"
 
 
 def scores_from_confusion(cm: np.ndarray | torch.Tensor, names: list[str]) -> dict[str, Any]:

@@ -1,12 +1,16 @@
 """Training and validation loops: ``train_one_epoch``, ``evaluate``, ``fit``, checkpoints.
 
+``train_one_epoch`` and ``evaluate`` are the loops of notebook 06 and the loops ``fit`` runs; what a
+real run adds (mixed precision, the schedule, checks, metrics, progress, the budget, torchrun)
+comes in as hooks at fixed points of them (``workshop.hooks``), never as code inside them.
+
 What ``fit`` guarantees:
     * the best checkpoint (by the monitored validation metric) and the last one are written
       atomically (write to a temporary file, then rename), so a crash never leaves a corrupt file;
     * a non-finite loss stops the run with a message naming the likely causes, before anything
       is saved from the broken model: the last good checkpoint stays;
-    * ``max_minutes`` ends the run cleanly: the current step finishes, the model is evaluated
-      and saved;
+    * a time budget (the hook ``workshop.budget.Budget``) ends the run cleanly: the current step
+      finishes, the model is evaluated and saved;
     * Ctrl-C / a kernel interrupt saves ``interrupted.pt`` and keeps ``last.pt`` of the last
       finished epoch; ``fit(..., resume=RUN_DIR)`` continues with the same optimiser,
       scheduler, epoch, history and random streams;

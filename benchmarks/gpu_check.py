@@ -163,12 +163,13 @@ def syncs_per_step(profile: str, overrides: list[str], steps: int) -> dict[str, 
     import torch
 
     from workshop.config import load_config
-    from workshop.engine import make_optimizer, make_scheduler, mixed_precision, train_one_epoch
+    from workshop.budget import Budget
+    from workshop.engine import fit_hooks, make_optimizer, make_scheduler, train_one_epoch
     from workshop.env import get_device
+    from workshop.hooks import ChannelsLast, MixedPrecision, TrainingMetrics
     from workshop.losses import create_loss
-    from workshop.metrics import SegmentationMetrics
+    from workshop.models import build_model
     from workshop.recipe import prepare_data
-    from workshop.runs import build_model
 
     cfg = load_config(profile=profile, overrides=overrides)
     device = get_device(cfg.train.device)
@@ -183,19 +184,24 @@ def syncs_per_step(profile: str, overrides: list[str], steps: int) -> dict[str, 
     loss_fn = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index).to(device)
     optimizer = make_optimizer(model, cfg.train.optimizer, cfg.train.lr, cfg.train.weight_decay)
     scheduler = make_scheduler(optimizer, cfg.train.scheduler, cfg.train.lr, total_steps=10 * steps)
-    dtype, scaler = mixed_precision(device, cfg.train.amp, cfg.train.amp_dtype)
-    kwargs = dict(scaler=scaler, amp_dtype=dtype, channels_last=channels_last, metrics=SegmentationMetrics(2))
-    train_one_epoch(model, data.train_loader, loss_fn, optimizer, device, scheduler, max_steps=3, **kwargs)  # warm-up
+    def hooks(cap: int):  # what fit puts around the loop (engine.fit_hooks), capped at `cap` steps
+        more = [TrainingMetrics(2), *([ChannelsLast(device)] if channels_last else []), Budget(max_steps=cap)]
+        return fit_hooks(optimizer, device, scheduler, cfg.train.amp and cfg.train.amp_dtype, more=more)
+
+    train_one_epoch(model, data.train_loader, loss_fn, optimizer, device, hooks(3))  # warm-up
     torch.cuda.synchronize()
+    timed = hooks(steps)
+    precision = timed.find(MixedPrecision)
+    dtype, scaler = precision.dtype, precision.scaler
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            out = train_one_epoch(model, data.train_loader, loss_fn, optimizer, device, scheduler, max_steps=steps, **kwargs)
+            train_one_epoch(model, data.train_loader, loss_fn, optimizer, device, timed)
         finally:
             torch.cuda.set_sync_debug_mode("default")
     syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
-    done = int(out["steps"])
+    done = int(timed.find(TrainingMetrics).steps)
     return {"steps": done, "syncs": len(syncs), "syncs_per_step": round(len(syncs) / max(done, 1), 3),
             "amp_dtype": str(dtype), "grad_scaler": scaler is not None, "first_messages": sorted(set(syncs))[:5]}
 

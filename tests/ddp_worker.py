@@ -103,7 +103,8 @@ def evaluate(checkpoint: Path) -> dict:
     model = tiny_model()
     model.load_state_dict(state["model"])
     loss = create_loss(cfg.train.loss, cfg.data.task, ignore_index=cfg.data.ignore_index)
-    result = run_evaluation(model, val_loader, loss, device, 2, cfg.train.threshold, cfg.data.ignore_index)
+    result = run_evaluation(model, val_loader, loss, device, 2, cfg.train.threshold, cfg.data.ignore_index,
+                            hooks=[distributed.DistributedHooks(device)])  # the confusion matrices summed over the ranks
     result["shard_sizes"] = _gather_sizes(len(val_loader.sampler))
     return result
 

@@ -69,7 +69,9 @@ def test_resume_continues_exactly(tmp_path) -> None:
 
 
 def test_time_budget_stops_cleanly_and_saves(tmp_path) -> None:
-    result, _ = run(tmp_path, epochs=50, max_minutes=1e-6)
+    from workshop.budget import Budget
+
+    result, _ = run(tmp_path, epochs=50, hooks=[Budget(max_minutes=1e-6)])
     assert len(result.history) == 1 and result.history[0]["partial"] is True
     assert "time budget" in result.stopped_reason
     assert (tmp_path / "checkpoints" / "last.pt").is_file()
@@ -135,9 +137,12 @@ def test_unreadable_checkpoint_is_named(tmp_path) -> None:
 
 
 def test_train_one_epoch_and_evaluate_report_means() -> None:
+    from workshop.hooks import TrainingMetrics
+
     model, train, val, loss, opt, _ = setup()
-    out = train_one_epoch(model, train, loss, opt, "cpu")
-    assert out["steps"] == 3 and out["loss"] > 0
+    counted = TrainingMetrics(2)
+    out = train_one_epoch(model, train, loss, opt, "cpu", [counted])
+    assert counted.epoch_summary()["steps"] == 3 and isinstance(out, float) and out > 0
     ev = evaluate(model, val, loss, "cpu", num_classes=2)
     assert 0.0 <= ev["iou"] <= 1.0 and ev["loss"] > 0
 

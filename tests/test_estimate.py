@@ -31,9 +31,27 @@ def test_the_model_is_untouched() -> None:
 
 
 def test_the_estimate_scales_with_epochs_and_batches(monkeypatch) -> None:
-    ticks = iter(float(i) for i in range(100))  # every timed step takes exactly 1 "second"
-    monkeypatch.setattr("workshop.estimate.time.perf_counter", lambda: next(ticks))
+    import workshop.budget
+
+    timed = []
+
+    def one_second_steps(model, loss_fn, optimizer, loader, device, steps, warmup):  # the recipe's step timer
+        timed.append((steps, warmup))
+        return 1.0, steps, warmup
+
+    monkeypatch.setattr(workshop.budget, "time_steps", one_second_steps)
     assert estimate_fit_seconds(_model(), _batches(6), _loss, "cpu", epochs=4, val_batches=3) == 4 * (6 + 1)
+    assert timed == [(2, 1)]
+
+
+def test_the_estimate_and_the_calibration_share_one_step_timer(monkeypatch) -> None:
+    import workshop.budget
+
+    real, calls = workshop.budget.time_steps, []
+    monkeypatch.setattr(workshop.budget, "time_steps", lambda *a, **k: calls.append(k) or real(*a, **k))
+    estimate_fit_seconds(_model(), _batches(4), _loss, "cpu", epochs=1)
+    workshop.budget.calibrate(_model(), _loss, lambda m: torch.optim.SGD(m.parameters(), lr=0.1), _batches(4), _batches(2), "cpu")
+    assert len(calls) == 2
 
 
 def test_no_epochs_or_no_batches_take_no_time() -> None:

@@ -295,7 +295,9 @@ def test_interrupt_mid_epoch_saves_and_resume_works(tmp_path, capsys) -> None:
 
 
 def test_time_budget_stops_after_the_current_step_and_saves(tmp_path) -> None:
-    result = train(tmp_path, epochs=50, max_minutes=1e-7)
+    from workshop.budget import Budget
+
+    result = train(tmp_path, epochs=50, hooks=[Budget(max_minutes=1e-7)])
     assert result.stopped_reason == "time budget of 1e-07 min reached"
     assert len(result.history) == 1 and result.history[0]["partial"] is True
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1

@@ -22,9 +22,11 @@ from torch.utils.data import DataLoader, Dataset
 
 import workshop.budget
 import workshop.engine
+import workshop.hooks
 import workshop.metrics
 from workshop.config import GpuCard, describe_gpu_profile, load_config, size_gpu_profile
 from workshop.engine import evaluate, fit, make_optimizer, make_scheduler, mixed_precision, train_one_epoch
+from workshop.hooks import MixedPrecision, NonFiniteCheck, Schedule, TrainingMetrics
 from workshop.env import data_loader_kwargs, worker_seed
 from workshop.errors import TrainingError
 from workshop.losses import create_loss
@@ -90,6 +92,14 @@ def batches(n: int, size: int = 16) -> list[dict[str, torch.Tensor]]:
     return list(loader)[:n]
 
 
+def run_hooks(optimizer, scheduler=None, scaler=None, metrics: SegmentationMetrics | None = None) -> list:
+    """What fit puts around the loop: mixed precision, the schedule, the non-finite check, training metrics."""
+    hooks = [MixedPrecision("cpu", dtype=None, scaler=scaler), NonFiniteCheck(optimizer, "cpu")]
+    if scheduler is not None:
+        hooks.insert(1, Schedule(scheduler))
+    return hooks + ([TrainingMetrics(metrics=metrics)] if metrics is not None else [])
+
+
 def count_epoch(steps: int, scaler: bool, reads: Counter | None = None) -> tuple[int, dict]:
     model = tiny_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -100,17 +110,19 @@ def count_epoch(steps: int, scaler: bool, reads: Counter | None = None) -> tuple
     metrics = SegmentationMetrics(2)
     if reads is not None:
         reads.clear()
+    hooks = workshop.hooks.Hooks(run_hooks(optimizer, scheduler, grad_scaler, metrics))
     with SyncCounter() as counter:
-        out = train_one_epoch(model, data, loss_fn, optimizer, "cpu", scheduler, grad_scaler, metrics=metrics)
+        loss = train_one_epoch(model, data, loss_fn, optimizer, "cpu", hooks)
+        out = hooks.epoch_summary()
     if reads is not None:
         counter.ops.update(reads)
-    assert out["steps"] == steps and math.isfinite(out["loss"]) and 0 <= out["iou"] <= 1
+    assert out["steps"] == steps and math.isfinite(loss) and 0 <= out["iou"] <= 1
     return counter.total, dict(counter.ops)
 
 
 def test_a_training_step_reads_nothing_back_on_a_device(device_path, monkeypatch) -> None:
     every = 5
-    monkeypatch.setattr(workshop.engine, "SYNC_EVERY", every)  # fewer steps show the same rule
+    monkeypatch.setattr(workshop.hooks, "SYNC_EVERY", every)  # fewer steps show the same rule
     # bf16 / fp32 (no GradScaler): per step nothing; every SYNC_EVERY steps one non-finite check
     short, _ = count_epoch(6, scaler=False, reads=device_path)
     long, ops = count_epoch(6 + 2 * every, scaler=False, reads=device_path)
@@ -131,7 +143,7 @@ def test_sync_counter_sees_the_old_per_step_reads() -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     with SyncCounter() as counter:
         train_one_epoch(model, batches(12), create_loss("dice_bce", "binary"), optimizer, "cpu",
-                        metrics=SegmentationMetrics(2))
+                        run_hooks(optimizer, metrics=SegmentationMetrics(2)))
     assert counter.total >= 12 * 3  # non-finite check, mask check, confusion checks: several per step
     x = torch.tensor([0, 1, 1])
     with SyncCounter() as counter:
@@ -187,7 +199,8 @@ def test_bad_mask_ids_on_a_device_stop_training_with_the_values(device_path) -> 
     data[1]["mask"][0, 0, 0] = 3
     model = tiny_model()
     with pytest.raises(TrainingError, match=r"loss became nan at epoch 0, by step 2.*\{0, 1, 3\}|loss became nan.*mask values"):
-        train_one_epoch(model, data, create_loss("dice_bce", "binary"), torch.optim.SGD(model.parameters(), lr=0.1), "cpu")
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        train_one_epoch(model, data, create_loss("dice_bce", "binary"), optimizer, "cpu", run_hooks(optimizer))
 
 
 # ----------------------------------------------------------------------------- the loss on the device
@@ -265,7 +278,8 @@ def test_a_skipped_first_float16_step_does_not_warn_about_the_scheduler() -> Non
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if quiet:
-                train_one_epoch(model, batches(2), create_loss("dice_bce", "binary"), optimizer, "cpu", scheduler, scaler)
+                train_one_epoch(model, batches(2), create_loss("dice_bce", "binary"), optimizer, "cpu",
+                                run_hooks(optimizer, scheduler, scaler))
             else:  # the same step without the engine: PyTorch's warning appears
                 loss = create_loss("dice_bce", "binary")(model(batches(1)[0]["image"]), batches(1)[0]["mask"])
                 scaler.scale(loss).backward()
@@ -348,14 +362,16 @@ def test_calibration_times_the_runs_precision_without_sync_batchnorm(monkeypatch
                         lambda device, amp, amp_dtype="auto": (torch.bfloat16, sentinel_scaler) if amp else (None, None))
     seen = {}
 
-    def spy_train(model, loader, loss_fn, optimizer, device, scheduler=None, scaler=None, **kwargs):
-        seen["train"] = (scaler, kwargs.get("amp_dtype"), any(isinstance(m, nn.SyncBatchNorm) for m in model.modules()))
-        for _ in range(kwargs["max_steps"]):
-            pass
-        return {"steps": float(kwargs["max_steps"]), "loss": 0.0, "stopped_early": 0.0}
+    def spy_train(model, loader, loss_fn, optimizer, device, hooks):
+        precision = next(h for h in hooks if isinstance(h, MixedPrecision))
+        seen["train"] = (precision.scaler, precision.dtype, any(isinstance(m, nn.SyncBatchNorm) for m in model.modules()))
+        counted = next(h for h in hooks if isinstance(h, TrainingMetrics))
+        cap = next(h for h in hooks if isinstance(h, workshop.budget.Budget)).max_steps
+        counted.steps = cap
+        return 0.0
 
     def spy_eval(model, loader, loss_fn, device, **kwargs):
-        seen["eval"] = kwargs.get("amp_dtype")
+        seen["eval"] = next(h for h in kwargs["hooks"] if isinstance(h, MixedPrecision)).dtype
         return {}
 
     monkeypatch.setattr(workshop.engine, "train_one_epoch", spy_train)

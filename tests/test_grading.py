@@ -28,20 +28,27 @@ def _reference_source(name: str) -> str:
     return textwrap.dedent(inspect.getsource(get_exercise(name).reference))
 
 
-EPOCH_RENAMED = '''def train_one_epoch(net, data, criterion, opt, dev="cpu"):
+EPOCH_RENAMED = '''from workshop.hooks import Hooks
+
+
+def train_one_epoch(net, data, criterion, opt, dev="cpu", extras=None):
     """My own training loop."""
+    extras = Hooks.of(extras)
     net.train()
-    running, count = 0.0, 0
-    for b in data:
-        x = b["image"].to(dev)
-        y = b["mask"].to(dev)
-        l = criterion(net(x), y)
+    running, seen = 0.0, 0
+    for b in extras.batches(data):
+        x = b["image"].to(dev, non_blocking=True)
+        y = b["mask"].to(dev, non_blocking=True)
+        with extras.autocast():
+            out = net(x)
+            l = criterion(out, y)
+        extras.after_loss(l, out, y)
         opt.zero_grad()
-        l.backward()
-        opt.step()
-        running += l.item()
-        count += 1
-    return running / max(count, 1)
+        extras.scale(l).backward()
+        extras.step(opt)
+        running += l.detach().float() * len(x)
+        seen += len(x)
+    return extras.epoch_mean(running, seen)
 '''
 
 

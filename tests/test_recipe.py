@@ -77,6 +77,8 @@ def test_steps_in_budget_hand_computed(available, step_s, per_epoch_s, spe, expe
 
 
 def test_fit_stops_at_max_steps_inside_an_epoch_with_the_schedule_done(tmp_path) -> None:
+    from workshop.budget import Budget
+
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 1))
     train = DataLoader(Squares(20, 0), batch_size=4, shuffle=True, generator=torch.Generator())  # 5 steps/epoch
@@ -84,7 +86,7 @@ def test_fit_stops_at_max_steps_inside_an_epoch_with_the_schedule_done(tmp_path)
     opt = make_optimizer(model, "adam", 0.02)
     sched = make_scheduler(opt, "onecycle", 0.02, total_steps=12)
     result = fit(model, train, val, create_loss("dice_bce", "binary"), opt, 5, "cpu", sched,
-                 run_dir=tmp_path, seed=1, max_steps=12)
+                 run_dir=tmp_path, seed=1, hooks=[Budget(max_steps=12)])
     assert [h["steps"] for h in result.history] == [5, 5, 2]
     assert result.stopped_reason == "schedule complete: 12 optimiser steps"
     assert sched.last_epoch == 12  # every step of the schedule taken, none beyond
@@ -433,3 +435,69 @@ def test_in_memory_dataset_gives_the_same_items_as_decoding_every_time(tmp_path)
         a, b = val[i], cached[i]
         assert torch.allclose(a["image"], b["image"], atol=1e-6)
         assert torch.equal(a["mask"], b["mask"]) and b["mask"].dtype == torch.int64
+
+
+# ----------------------------------------------------------------------------- the loaders are notebook 04's
+
+
+def _old_recipe_loaders(train_ds, val_ds, batch_size, drop_last, passes, num_workers, device, seed):
+    """How the recipe built its loaders before it used make_train_val_loaders (kept here as the yardstick)."""
+    from workshop.env import data_loader_kwargs
+
+    generator = torch.Generator().manual_seed(seed)
+    sampler = torch.utils.data.RandomSampler(train_ds, num_samples=passes * len(train_ds), generator=generator)
+    train = DataLoader(train_ds, batch_size=batch_size, sampler=sampler, drop_last=drop_last, generator=generator,
+                       **data_loader_kwargs(device, num_workers))
+    val = DataLoader(val_ds, batch_size=batch_size, shuffle=False, drop_last=False, **data_loader_kwargs(device, num_workers))
+    return train, val
+
+
+def _settings(loader) -> dict:
+    sampler = loader.sampler
+    return {"batch_size": loader.batch_size, "drop_last": loader.drop_last, "num_workers": loader.num_workers,
+            "pin_memory": loader.pin_memory, "persistent_workers": loader.persistent_workers,
+            "worker_init_fn": type(loader.worker_init_fn).__name__, "sampler": type(sampler).__name__,
+            "num_samples": getattr(sampler, "num_samples", len(sampler)), "len": len(loader),
+            "seed": loader.generator.initial_seed() if loader.generator is not None else None}
+
+
+def _orders(loader, epochs: int = 2) -> list[list[int]]:
+    orders = []
+    for epoch in range(epochs):  # as engine.fit re-seeds every epoch
+        if loader.generator is not None:
+            loader.generator.manual_seed(1000 + epoch)
+        orders.append(list(loader.sampler))
+    return orders
+
+
+@pytest.mark.parametrize(("n", "batch", "drop_last", "passes", "workers", "device"), [
+    (10, 4, True, 1, 0, "cpu"), (10, 4, False, 1, 2, "cpu"), (7, 4, True, 3, 0, "cuda"), (12, 16, False, 2, 2, "cuda"),
+])
+def test_make_train_val_loaders_builds_the_recipes_loaders(n, batch, drop_last, passes, workers, device) -> None:
+    from workshop.data.loaders import make_train_val_loaders
+
+    train_ds, val_ds = list(range(n)), list(range(100, 105))
+    new = make_train_val_loaders(train_ds, val_ds, batch, workers, torch.device(device), seed=7, drop_last=drop_last,
+                                 passes=passes)
+    old = _old_recipe_loaders(train_ds, val_ds, batch, drop_last, passes, workers, torch.device(device), seed=7)
+    for a, b in zip(new, old):
+        assert _settings(a) == _settings(b)
+        assert _orders(a) == _orders(b)  # the same draws, epoch after epoch
+    assert [list(x) for x in new[1]] == [list(x) for x in old[1]]
+
+
+def test_prepare_data_builds_its_loaders_with_make_train_val_loaders(monkeypatch) -> None:
+    import workshop.data.loaders
+
+    calls = []
+    real = workshop.data.loaders.make_train_val_loaders
+    monkeypatch.setattr(workshop.data.loaders, "make_train_val_loaders", lambda *a, **k: calls.append(k) or real(*a, **k))
+    cfg = load_config(profile="smoke", overrides={"data": {"num_workers": 0}})
+    data = recipe.prepare_data(cfg)
+    plan = data.plan
+    old = _old_recipe_loaders(data.train_ds, data.val_ds, plan.batch_size, plan.drop_last, plan.passes_per_epoch,
+                              0, torch.device("cpu"), cfg.train.seed)
+    assert calls and calls[0] == {"drop_last": plan.drop_last, "passes": plan.passes_per_epoch}
+    assert _settings(data.train_loader) == _settings(old[0]) and _settings(data.val_loader) == _settings(old[1])
+    assert _settings(data.rebuild_train_loader()) == _settings(old[0])
+    assert _orders(data.train_loader) == _orders(old[0])

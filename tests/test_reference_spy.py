@@ -36,11 +36,7 @@ from PIL import Image
 from workshop.tasks import TEACHING_ONLY, all_exercises
 
 # Twins another branch is replacing (issue 23): remove a name when its reference runs.
-PENDING_OTHER_WORK: dict[str, str] = {
-    "train_one_epoch": "fit runs its own loop, not engine.train_epoch_simple (engine)",
-    "iou_score": "training scores with binary_iou and SegmentationMetrics (engine)",
-    "make_train_val_loaders": "the recipe builds its own loaders (engine)",
-}
+PENDING_OTHER_WORK: dict[str, str] = {}
 
 
 # ----------------------------------------------------------------------------- the tracer

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from workshop import tasks
-from workshop.engine import train_epoch_simple, train_one_epoch
+from workshop.engine import fit_hooks, train_one_epoch
 from workshop.losses import DiceLoss, dice_loss
 from workshop.metrics import SegmentationMetrics, iou_score
 
@@ -319,14 +319,15 @@ def test_train_one_epoch_wrong_answers(wrong, words) -> None:
 
 
 def test_reference_answers_pass_and_are_the_library() -> None:
-    for name, ref in (("dice_loss", dice_loss), ("iou_score", iou_score), ("train_one_epoch", train_epoch_simple)):
+    for name, ref in (("dice_loss", dice_loss), ("iou_score", iou_score), ("train_one_epoch", train_one_epoch)):
         ex = tasks.get_exercise(name)
         assert ex.reference is ref
         assert ex.run_checks(ex.reference).passed, ex.run_checks(ex.reference).message
 
 
-def test_train_epoch_simple_is_the_engine_loop_without_extras() -> None:
-    """Same data, same start: the simple loop and the engine's loop end with the same weights."""
+def test_fits_hooks_add_checks_and_metrics_without_changing_the_training() -> None:
+    """Same data, same start: the plain loop and the loop with fit's hooks (CPU: no mixed precision,
+    no schedule) end with the same weights and the same mean loss; the hooks also counted the steps."""
     g = torch.Generator().manual_seed(0)
     images = torch.randn(8, 3, 8, 8, generator=g)
     masks = torch.randint(0, 2, (8, 8, 8), generator=g)
@@ -335,14 +336,17 @@ def test_train_epoch_simple_is_the_engine_loop_without_extras() -> None:
     first = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 1, 1))
     second = copy.deepcopy(first)
     loss_fn = DiceLoss("binary")
-    simple = train_epoch_simple(first, loader, loss_fn, torch.optim.SGD(first.parameters(), lr=0.1), "cpu")
-    full = train_one_epoch(second, loader, loss_fn, torch.optim.SGD(second.parameters(), lr=0.1), "cpu")
-    assert isinstance(simple, float) and simple == pytest.approx(full["loss"], abs=1e-6)
+    simple = train_one_epoch(first, loader, loss_fn, torch.optim.SGD(first.parameters(), lr=0.1), "cpu")
+    optimizer = torch.optim.SGD(second.parameters(), lr=0.1)
+    hooks = fit_hooks(optimizer, "cpu", amp=True)
+    full = train_one_epoch(second, loader, loss_fn, optimizer, "cpu", hooks)
+    assert isinstance(simple, float) and simple == full
+    assert hooks.epoch_summary()["steps"] == 2 and 0 <= hooks.epoch_summary()["iou"] <= 1
     for a, b in zip(first.state_dict().values(), second.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-6)
 
 
-def test_train_epoch_simple_learns() -> None:
+def test_train_one_epoch_learns() -> None:
     g = torch.Generator().manual_seed(1)
     masks = torch.randint(0, 2, (8, 8, 8), generator=g)
     images = (2 * masks.float() - 1).unsqueeze(1).expand(8, 3, 8, 8) + 0.1 * torch.randn(8, 3, 8, 8, generator=g)
@@ -351,7 +355,7 @@ def test_train_epoch_simple_learns() -> None:
     torch.manual_seed(0)
     model = nn.Conv2d(3, 1, 1)
     opt = torch.optim.Adam(model.parameters(), lr=0.1)
-    losses = [train_epoch_simple(model, loader, DiceLoss("binary"), opt) for _ in range(10)]
+    losses = [train_one_epoch(model, loader, DiceLoss("binary"), opt) for _ in range(10)]
     assert losses[-1] < losses[0] * 0.5
 
 

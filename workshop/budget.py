@@ -1,11 +1,12 @@
 """The clock side of the recipe: time the machine, count the steps that fit, keep the schedule to the budget.
 
-* :func:`calibrate` times a few real steps of ``engine.train_one_epoch``, a validation and the
-  checkpoints, on a throwaway copy of the model;
+* :func:`calibrate` times a few real steps of ``engine.train_one_epoch`` (:func:`time_steps`, the
+  library's one step timer), a validation and the checkpoints, on a throwaway copy of the model;
+* :class:`Budget` is the hook that stops ``engine.fit`` at the deadline and at the schedule's last step;
 * :func:`steps_in_budget` turns those seconds into optimiser steps and epochs;
 * :class:`StepSchedule` is a learning-rate schedule sized in steps that can be re-planned;
-* :class:`BudgetKeeper` re-plans it after every epoch from the real times, so a machine that gets
-  busier after the calibration still ends the schedule inside the budget.
+* :class:`BudgetKeeper` (a hook too) re-plans it after every epoch from the real times, so a machine
+  that gets busier after the calibration still ends the schedule inside the budget.
 
 ``workshop.recipe`` puts them together (``lay_over_budget``); ``workshop.runs`` uses them.
 
@@ -20,12 +21,16 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from functools import partial
+from typing import Any, Callable, Iterable
 
 import torch
 
-__all__ = ["BUDGET_RESERVE", "CALIBRATION_STEPS", "WARMUP_STEPS", "calibrate", "steps_in_budget", "StepSchedule",
-           "BudgetKeeper", "without_sync_batchnorm"]
+from workshop.hooks import SYNC_EVERY, Hook
+from workshop.metrics import reads_are_free
+
+__all__ = ["BUDGET_RESERVE", "CALIBRATION_STEPS", "WARMUP_STEPS", "Budget", "calibrate", "time_steps", "steps_in_budget",
+           "StepSchedule", "BudgetKeeper", "without_sync_batchnorm"]
 
 BUDGET_RESERVE = 0.04  # share of the budget kept free for the variation of step times
 CALIBRATION_STEPS = 4  # timed steps, after the warm-up steps
@@ -66,8 +71,8 @@ def calibrate(
     """
     import itertools
 
-    from workshop.engine import evaluate, mixed_precision, save_checkpoint, train_one_epoch
-    from workshop.metrics import SegmentationMetrics
+    from workshop import engine
+    from workshop.hooks import MixedPrecision
 
     t_start = time.monotonic()
     device = torch.device(device)
@@ -77,26 +82,22 @@ def calibrate(
     if isinstance(loss_fn, torch.nn.Module):
         loss_fn.to(device)
     optimizer = optimizer_factory(probe)
-    autocast_dtype, scaler = mixed_precision(device, amp, amp_dtype)
+    dtype, scaler = engine.mixed_precision(device, amp, amp_dtype)
+    precision = [MixedPrecision(device, dtype=dtype, scaler=scaler)]
+    if channels_last:
+        from workshop.hooks import ChannelsLast
 
-    batches = len(train_loader)
-    warmup = max(0, min(warmup, batches - 1))
-    steps = max(1, min(steps, batches - warmup))
-    clock = _StepClock(train_loader, warmup, device)
-    metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index)
-    done = train_one_epoch(probe, clock, loss_fn, optimizer, device, scaler=scaler, metrics=metrics,
-                           max_steps=warmup + steps, amp_dtype=autocast_dtype, channels_last=channels_last)
-    _synchronize(device)
-    timed = int(done["steps"]) - warmup
-    step_s = (time.monotonic() - clock.started) / max(timed, 1)
+        precision.append(ChannelsLast(device))
+    step_s, timed, warmup = time_steps(probe, loss_fn, optimizer, train_loader, device, steps, warmup, precision,
+                                       num_classes=num_classes, ignore_index=ignore_index)
 
     val_batches = len(val_loader)
     timed_val = min(2, val_batches)
-    eval_kwargs = dict(num_classes=num_classes, ignore_index=ignore_index, amp_dtype=autocast_dtype, channels_last=channels_last)
-    evaluate(probe, itertools.islice(val_loader, 1), loss_fn, device, **eval_kwargs)  # starts the workers: not timed
+    evaluate = partial(engine.evaluate, num_classes=num_classes, ignore_index=ignore_index, hooks=precision)
+    evaluate(probe, itertools.islice(val_loader, 1), loss_fn, device)  # starts the workers: not timed
     _synchronize(device)
     t0 = time.monotonic()
-    evaluate(probe, itertools.islice(val_loader, timed_val), loss_fn, device, **eval_kwargs)
+    evaluate(probe, itertools.islice(val_loader, timed_val), loss_fn, device)
     _synchronize(device)
     val_s = (time.monotonic() - t0) / max(timed_val, 1) * val_batches
     state = {"model": probe.state_dict(), "optimizer": optimizer.state_dict()}
@@ -104,12 +105,49 @@ def calibrate(
         saves = []
         for k in range(2):  # the first write is often slower (a cold file system cache)
             t0 = time.monotonic()
-            save_checkpoint(state, Path(tmp) / f"probe{k}.pt")
+            engine.save_checkpoint(state, Path(tmp) / f"probe{k}.pt")
             saves.append(time.monotonic() - t0)
         checkpoint_s = 2 * min(saves)  # best.pt and last.pt
     del probe, optimizer, state
     return {"step_s": step_s, "val_s": val_s, "checkpoint_s": checkpoint_s, "seconds": time.monotonic() - t_start,
             "warmup_steps": warmup, "timed_steps": timed}
+
+
+def time_steps(
+    model: torch.nn.Module,
+    loss_fn: Callable,
+    optimizer: torch.optim.Optimizer,
+    loader,
+    device: torch.device | str = "cpu",
+    steps: int = CALIBRATION_STEPS,
+    warmup: int = WARMUP_STEPS,
+    hooks: list | tuple = (),
+    num_classes: int = 2,
+    ignore_index: int | None = 255,
+) -> tuple[float, int, int]:
+    """Seconds per training step: ``warmup`` untimed steps, then ``steps`` timed ones, of ``engine.train_one_epoch``.
+
+    The steps are the run's own: batch loading, the forward and backward passes, the optimiser step
+    and the training metrics, with ``hooks`` (mixed precision). ``model`` and ``optimizer`` are
+    trained by it: pass copies. The one step timer of the library (``calibrate`` and
+    ``workshop.estimate`` use it).
+
+    Returns:
+        ``(seconds per step, timed steps, warm-up steps)``; fewer when the loader is short.
+    """
+    from workshop import engine
+    from workshop.hooks import TrainingMetrics
+
+    device = torch.device(device)
+    batches = len(loader)
+    warmup = max(0, min(warmup, batches - 1))
+    steps = max(1, min(steps, batches - warmup))
+    clock = _StepClock(loader, warmup, device)
+    counted = TrainingMetrics(num_classes, ignore_index=ignore_index)
+    engine.train_one_epoch(model, clock, loss_fn, optimizer, device, [*hooks, counted, Budget(max_steps=warmup + steps)])
+    _synchronize(device)
+    timed = counted.steps - warmup
+    return (time.monotonic() - clock.started) / max(timed, 1), timed, warmup
 
 
 def _synchronize(device: torch.device) -> None:
@@ -140,6 +178,74 @@ class _StepClock:
                 return
             yield batch
             k += 1
+
+
+class Budget(Hook):
+    """The time budget and the step cap of a run, as a hook of ``engine.fit``.
+
+    The deadline ends the epoch after the step that passes it (the model is then validated and
+    saved, and the run stops); the step cap ends the run when the schedule's optimiser steps are
+    done, even within an epoch. Under torchrun rank 0's clock decides, every ``SYNC_EVERY`` steps
+    on a GPU, so every process stops at the same step.
+
+    Args:
+        max_minutes: the budget in minutes (named in the stop reason), or None.
+        max_steps: optimiser steps of the whole run, or a callable asked before every step with the
+            steps done so far (``BudgetKeeper.max_steps``: the plan re-made against the clock).
+        deadline: ``time.monotonic()`` at which the budget ends, when it started before ``fit``
+            (the calibration counts in it); default: ``max_minutes`` from the start of ``fit``.
+        device: where the run computes (how often the clock may be read under torchrun).
+    """
+
+    def __init__(self, max_minutes: float | None = None, max_steps: int | Callable[[int], int] | None = None,
+                 deadline: float | None = None, device: torch.device | str = "cpu") -> None:
+        self.max_minutes, self.max_steps, self.deadline = max_minutes, max_steps, deadline
+        self.every = 1 if reads_are_free(torch.device(device)) else SYNC_EVERY
+        self.done, self.stopped, self.epochs = 0, False, 0
+
+    def limit(self, done: int) -> int | None:
+        """The run's step cap, asked with the steps done so far."""
+        return self.max_steps(done) if callable(self.max_steps) else self.max_steps
+
+    def before_fit(self, model, epochs):
+        self.epochs = epochs
+        if self.deadline is None and self.max_minutes:
+            self.deadline = time.monotonic() + self.max_minutes * 60
+        return model
+
+    def should_stop(self, history):
+        done = sum(int(h.get("steps", 0)) for h in history)
+        cap = self.limit(done)
+        return cap is not None and done >= cap
+
+    def before_epoch(self, epoch, history):
+        self.done = sum(int(h.get("steps", 0)) for h in history)
+
+    def batches(self, batches: Iterable) -> Iterable:
+        self.stopped = False
+        done = 0
+        for batch in batches:
+            cap = self.limit(self.done + done)
+            if cap is not None and self.done + done >= cap:  # the schedule's last step is done
+                return
+            yield batch
+            done += 1
+            if self.deadline is not None and (self.hooks.world_size == 1 or done % self.every == 0) \
+                    and self.hooks.decided_by_main(time.monotonic() >= self.deadline):  # rank 0's clock
+                self.stopped = True
+                return
+
+    def epoch_summary(self):
+        return {"stopped_early": self.stopped}
+
+    def after_epoch(self, history):
+        if self.stopped:
+            return f"time budget of {self.max_minutes} min reached"
+        done = sum(int(h.get("steps", 0)) for h in history)
+        cap = self.limit(done)
+        if cap is not None and done >= cap and history[-1]["epoch"] < self.epochs:
+            return f"schedule complete: {done} optimiser steps"
+        return None
 
 
 def without_sync_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
@@ -265,7 +371,7 @@ class StepSchedule(torch.optim.lr_scheduler.LRScheduler):
         self.total = max(int(total_steps), step + 1)
 
 
-class BudgetKeeper:
+class BudgetKeeper(Hook):
     """After every epoch, checks the plan against the clock and re-plans the schedule's rest.
 
     The calibration is a few steps; a machine that gets busier (or quieter) later would overrun
@@ -314,6 +420,11 @@ class BudgetKeeper:
         self._early_done = True
         step_s = (now - t0) / measured
         self._replan(done, step_s, (self.plan.val_s or 0.0) + (self.plan.checkpoint_s or 0.0), "within epoch 1")
+
+    def after_epoch(self, history: list[dict[str, Any]]) -> None:
+        """As a hook of ``fit``: re-plan after every epoch (the stop itself is :class:`Budget`'s)."""
+        self(history)
+        return None
 
     def __call__(self, history: list[dict[str, Any]]) -> None:
         self._early_done = True

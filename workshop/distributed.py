@@ -52,6 +52,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
 from workshop.errors import ConfigError, DeviceError, WorkshopError
+from workshop.hooks import Hook
 
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
 DEFAULT_TIMEOUT_MINUTES = 10.0  # how long a collective waits for a silent rank (WORKSHOP_DIST_TIMEOUT_MIN)
@@ -361,6 +362,52 @@ def _rebuild(loader: DataLoader, sampler: Sampler, batch_size: int, drop_last: b
         persistent_workers=loader.persistent_workers, worker_init_fn=loader.worker_init_fn,
         generator=loader.generator,
     )
+
+
+class DistributedHooks(Hook):
+    """torchrun for ``engine.fit`` and ``engine.evaluate``, as one hook (a no-op on one process).
+
+    DDP around the model, rank 0 alone writing files, sums over the ranks (loss, sample counts,
+    confusion matrices), rank 0's decisions (the deadline) on every rank, one NaN stopping every
+    rank, rank 0's batch-norm statistics for validation, and a readable message when another rank
+    dies. The loaders are sharded by the caller (:func:`shard_loaders`) before ``fit``.
+    """
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.writes, self.rank, self.world_size = is_main(), rank(), world_size()
+
+    def before_fit(self, model, epochs):
+        return wrap_model(model, self.device)  # train through DDP; `model` stays the bare one to save
+
+    def sum_over_processes(self, *values):
+        if not active():
+            return values
+        out = list(values)
+        for i, value in enumerate(values):  # tensors (confusion matrices) first, summed in their dtype
+            if isinstance(value, torch.Tensor):
+                where = value.device
+                t = value.to(_device)
+                _collective(dist.all_reduce, t)
+                out[i] = t.to(where)
+        numbers = [i for i, v in enumerate(values) if not isinstance(v, torch.Tensor)]
+        if numbers:
+            for i, total in zip(numbers, sum_over_ranks(*(values[i] for i in numbers))):
+                out[i] = total
+        return tuple(out)
+
+    def ranks_where(self, flag):
+        return ranks_where(flag)
+
+    def decided_by_main(self, flag):
+        return decided_by_main(flag)
+
+    def before_validation(self, model):
+        broadcast_buffers(model)  # every rank evaluates rank 0's batch-norm statistics
+
+    def on_error(self, exc, run_dir):
+        if is_lost_contact(exc):  # another rank died or the launcher stopped this one
+            raise lost_contact(exc, run_dir) from None
 
 
 def set_epoch(loader: DataLoader, epoch_seed: int) -> None:

@@ -1,9 +1,9 @@
 """How long will training take? A measured estimate, shown before a long cell starts.
 
 A learner on a loaded laptop should know before a training cell starts whether it takes two minutes
-or twenty. ``estimate_fit_seconds`` times a few real training steps (forward, loss, backward) on a
-copy of the model, so the model, the optimiser and the random streams of the run are untouched,
-and scales them to the whole run.
+or twenty. ``estimate_fit_seconds`` times a few real training steps on a copy of the model, so the
+model, the optimiser and the random streams of the run are untouched, and scales them to the whole
+run. The steps are timed by ``workshop.budget.time_steps``, the timer the recipe's calibration uses.
 
 Taught in: notebooks/07_training.ipynb
 """
@@ -11,7 +11,6 @@ Taught in: notebooks/07_training.ipynb
 from __future__ import annotations
 
 import copy
-import time
 from typing import Any, Callable
 
 import torch
@@ -42,35 +41,21 @@ def estimate_fit_seconds(
         steps: timed steps after one untimed warm-up step.
 
     Returns:
-        The estimate in seconds (an optimiser step, logging and data loading add a little).
+        The estimate in seconds (logging and checkpoints add a little).
 
     Shape:
         batch["image"] (N, 3, H, W) float32, batch["mask"] (N, H, W) int64.
     """
+    from workshop.budget import time_steps
+
     if epochs < 1 or len(train_loader) == 0:
         return 0.0
-    probe = copy.deepcopy(model).to(device).train()
     device = torch.device(device)
+    probe = copy.deepcopy(model).to(device)
     if isinstance(loss_fn, nn.Module):
         loss_fn.to(device)  # class weights beside the logits (as engine.fit does)
-    times: list[float] = []
-    batches = iter(train_loader)
-    for i in range(steps + 1):
-        try:
-            batch = next(batches)
-        except StopIteration:
-            break
-        t0 = time.perf_counter()
-        loss = loss_fn(probe(batch["image"].to(device)), batch["mask"].to(device))
-        loss.backward()
-        probe.zero_grad(set_to_none=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i > 0 or steps == 0:
-            times.append(time.perf_counter() - t0)
-    if not times:
-        return 0.0
-    per_step = sorted(times)[len(times) // 2]
+    optimizer = torch.optim.SGD(probe.parameters(), lr=0.0)  # a step's cost; the copy is thrown away
+    per_step, _, _ = time_steps(probe, loss_fn, optimizer, train_loader, device, steps=max(steps, 1), warmup=1)
     per_epoch = per_step * (len(train_loader) + VALIDATION_SHARE * val_batches)
     return per_epoch * epochs
 

@@ -7,6 +7,8 @@ Every image is predicted at its own size (the model's input is resized, its logi
 back), and compared with its label at the label's full resolution; pixels with the ignore id are
 left out. One confusion matrix over all pixels gives, per class, IoU, Dice, precision and recall,
 then mIoU (mean over the classes that occur in the labels or the predictions) and pixel accuracy.
+The scoring is validation's (``engine.evaluate``): ``SegmentationMetrics`` and the functions of
+``workshop.metrics``; a binary run's per-image IoU is notebook 06's ``iou_score``.
 
 Written to ``--out`` (default ``RUN/evaluate-<data>-<split>``):
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -32,7 +35,10 @@ import numpy as np
 import torch
 
 from workshop.data.io import LabelMap
+from workshop.data.splits import choose_split, require_own_split  # noqa: F401  (named here before)
 from workshop.errors import WorkshopError
+from workshop.metrics import (SegmentationMetrics, confusion_matrix, dice_from_confusion, iou_from_confusion, iou_score,
+                              logits_to_labels, pixel_accuracy, precision_recall_f1)
 
 
 def _is_instance_run(run: Path) -> bool:
@@ -68,62 +74,34 @@ def open_eval_source(data: str, cfg, label_map: LabelMap | None):
                        label_attribute=d.label_attribute, keep_unannotated=d.keep_unannotated)
 
 
-def require_own_split(split: str | None) -> None:
-    """Without DATA a run is scored on its own validation split: refuse any other ``--split``."""
-    if split not in (None, "val"):
-        raise WorkshopError(f"--split {split}: without DATA the run is scored on its own validation split; "
-                            "name the data to score another split (workshop evaluate RUN DATA --split ...)")
-
-
-def choose_split(source, split: str | None) -> str:
-    """``split`` checked against the source; None: ``test`` where the source has it, else ``val``, else ``all``."""
-    if split is not None:
-        source.require_split(split)
-        return split
-    for name in ("test", "val"):
-        if name in source.splits:
-            try:
-                if source.items(name):
-                    return name
-            except Exception:  # e.g. CamVid without test/ + testannot/
-                continue
-    return "all"
-
-
-def scores_from_confusion(cm: np.ndarray, names: list[str]) -> dict[str, Any]:
+def scores_from_confusion(cm: np.ndarray | torch.Tensor, names: list[str]) -> dict[str, Any]:
     """Per-class IoU, Dice, precision and recall, mIoU and pixel accuracy from a (C, C) confusion matrix.
 
-    Rows are the true class, columns the prediction. A class that is in neither the labels nor the
-    predictions has no score (None) and is left out of the mean.
+    Rows are the true class, columns the prediction. The numbers come from the functions of
+    ``workshop.metrics`` that validation uses (``iou_from_confusion``, ``dice_from_confusion``,
+    ``precision_recall_f1``, ``pixel_accuracy``); here they are only put in a table. A class that is
+    in neither the labels nor the predictions has no score (None) and is left out of the means.
 
     Example:
         >>> s = scores_from_confusion(np.array([[3, 1], [0, 4]]), ["bg", "fg"])
         >>> round(s["per_class"]["fg"]["iou"], 3), s["pixel_accuracy"]
         (0.8, 0.875)
     """
-    cm = cm.astype(np.float64)
-    tp = np.diag(cm)
-    fp = cm.sum(axis=0) - tp
-    fn = cm.sum(axis=1) - tp
-
-    def ratio(num, den):
-        return [float(n / d) if d > 0 else None for n, d in zip(num, den)]
-
-    iou, dice = ratio(tp, tp + fp + fn), ratio(2 * tp, 2 * tp + fp + fn)
-    precision, recall = ratio(tp, tp + fp), ratio(tp, tp + fn)
+    cm = torch.as_tensor(np.asarray(cm), dtype=torch.int64)
+    iou, dice, prf = iou_from_confusion(cm), dice_from_confusion(cm), precision_recall_f1(cm)
     per_class = {
-        n: {"iou": iou[i], "dice": dice[i], "precision": precision[i], "recall": recall[i], "pixels": int(cm[i].sum())}
+        n: {"iou": _number(iou[i]), "dice": _number(dice[i]), "precision": _number(prf["precision"][i]),
+            "recall": _number(prf["recall"][i]), "pixels": int(cm[i].sum())}
         for i, n in enumerate(names)
     }
-    valid = [v for v in iou if v is not None]
-    dices = [v for v in dice if v is not None]
-    total = cm.sum()
-    return {
-        "miou": float(np.mean(valid)) if valid else None,
-        "mean_dice": float(np.mean(dices)) if dices else None,
-        "pixel_accuracy": float(tp.sum() / total) if total else None,
-        "per_class": per_class,
-    }
+    return {"miou": _number(iou.nanmean()), "mean_dice": _number(dice.nanmean()),
+            "pixel_accuracy": _number(pixel_accuracy(cm)), "per_class": per_class}
+
+
+def _number(value: torch.Tensor) -> float | None:
+    """A metric as a float, None where it is undefined (NaN)."""
+    value = float(value)
+    return None if math.isnan(value) else value
 
 
 def evaluate_run(
@@ -153,7 +131,7 @@ def evaluate_run(
         WorkshopError: an instance run (see ``evaluate_instance_run``), a run or data that cannot be read (named).
     """
     from workshop.env import get_device
-    from workshop.inference import load_trained_model, predict_probabilities, probabilities_to_mask
+    from workshop.inference import load_trained_model, predict_logits
 
     run = Path(run)
     if not run.exists():
@@ -192,28 +170,30 @@ def evaluate_run(
     ignore = cfg.data.ignore_index
     size, threshold = cfg.data.image_size, cfg.train.threshold
     k = max(len(names), 2)
-    cm = np.zeros((k, k), dtype=np.int64)
+    shown = names if len(names) == k else ["background", "foreground"]
+    metrics = SegmentationMetrics(k, ignore_index=ignore, threshold=threshold, class_names=shown)  # validation's
     per_image = []
     log(f"evaluate: {run} on {source.format}, split {split} ({len(items)} images), at each label's full resolution")
     for item in items:
         sample = source.read(item)
-        pred = probabilities_to_mask(predict_probabilities(model, sample.image, size, dev), threshold)
-        target = sample.mask
-        if pred.shape != target.shape:
+        logits = predict_logits(model, sample.image, size, dev).cpu()  # (1, C, H, W) at the image's size
+        pred, target = logits_to_labels(logits, threshold), torch.from_numpy(sample.mask.astype(np.int64))[None]
+        resized = pred.shape != target.shape
+        if resized:
             from workshop.data.io import resize_mask_nearest
 
-            pred = resize_mask_nearest(pred, *target.shape)
-        keep = target != ignore
-        t, p = target[keep].astype(np.int64), pred[keep].astype(np.int64)
-        if t.size and (t.max() >= k or t.min() < 0):
-            raise WorkshopError(f"{item.image}: label ids {sorted(set(np.unique(t).tolist()) - set(range(k)))[:8]} "
-                                f"are not among the run's {k} classes")
-        one = np.bincount(t * k + p, minlength=k * k).reshape(k, k)
-        cm += one
-        s = scores_from_confusion(one, names if len(names) == k else ["background", "foreground"])
-        fg_iou = s["per_class"][list(s["per_class"])[1]]["iou"] if k == 2 else s["miou"]
-        per_image.append({"image": str(item.image), "iou": fg_iou, "pixel_accuracy": s["pixel_accuracy"]})
-    shown = names if len(names) == k else ["background", "foreground"]
+            pred = torch.from_numpy(resize_mask_nearest(pred[0].numpy(), *target.shape[1:]))[None]
+        try:
+            one = confusion_matrix(pred, target, k, ignore)
+        except ValueError as exc:  # label ids the run does not know
+            raise WorkshopError(f"{item.image}: {exc} (the run has {k} classes)") from None
+        metrics.confusion += one
+        s = scores_from_confusion(one, shown)
+        iou = s["per_class"][shown[1]]["iou"] if k == 2 else s["miou"]  # None: no foreground in label or prediction
+        if k == 2 and iou is not None and not resized:
+            iou = iou_score(logits, target, threshold, ignore)  # a binary run: notebook 06's iou_score, the same count
+        per_image.append({"image": str(item.image), "iou": iou, "pixel_accuracy": s["pixel_accuracy"]})
+    cm = metrics.confusion.numpy()
     scores = scores_from_confusion(cm, shown)
     result = {
         "run": str(run), "data": str(data), "format": source.format, "split": split, "images": len(items),

@@ -32,7 +32,7 @@ def load_trained_model(checkpoint: str | os.PathLike, device: torch.device | str
     """
     from workshop.config import load_config
     from workshop.engine import load_checkpoint
-    from workshop.runs import build_model
+    from workshop.models import build_model
 
     path = Path(checkpoint)
     if path.is_dir():
@@ -49,20 +49,29 @@ def load_trained_model(checkpoint: str | os.PathLike, device: torch.device | str
 
 
 @torch.no_grad()
-def predict_probabilities(model: nn.Module, image: np.ndarray, image_size: int, device: torch.device | str = "cpu") -> np.ndarray:
-    """Class probabilities for one image, at the image's own size.
+def predict_logits(model: nn.Module, image: np.ndarray, image_size: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The model's logits for one image, resized back to the image's own size (float32, on ``device``).
 
     Args:
         image: (H, W, 3) uint8.
         image_size: the side the model was trained at (the image is resized to it and back).
 
     Returns:
-        (C, H, W) float32: C == 1 (foreground probability) for binary models, else softmax.
+        (1, C, H, W) float32 logits (C == 1 for binary models).
     """
     tensor = get_inference_transform(image_size)(image=image)["image"].unsqueeze(0).to(device)
     model.eval()
     logits = model(tensor).float()
-    logits = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)
+    return F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)
+
+
+def predict_probabilities(model: nn.Module, image: np.ndarray, image_size: int, device: torch.device | str = "cpu") -> np.ndarray:
+    """Class probabilities for one image, at the image's own size (from :func:`predict_logits`).
+
+    Returns:
+        (C, H, W) float32: C == 1 (foreground probability) for binary models, else softmax.
+    """
+    logits = predict_logits(model, image, image_size, device)
     probs = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
     return probs[0].cpu().numpy()
 

@@ -34,7 +34,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from workshop.config import DECODERS
+from workshop.config import DECODERS, Config
 from workshop.weights import (
     HF_HOST,
     PYTORCH_HOST,
@@ -774,3 +774,25 @@ def model_summary(model: nn.Module) -> str:
         f"{arch} with encoder {encoder}, weights: {source}. {total:,} parameters, "
         f"{trainable:,} trainable ({share:.1f}%): {parts} (trainable/total)."
     )
+
+
+def build_model(cfg: Config, num_classes: int, pretrained: bool = True):
+    """The model of ``cfg`` (arch, encoder, weights, decoder) with the output channels of the task.
+
+    Args:
+        cfg: the configuration (``cfg.model`` and ``cfg.data.task``).
+        num_classes: classes of a multiclass task (a binary task always has 1 output channel).
+        pretrained: False builds the same network without loading weights (to load a checkpoint).
+
+    Returns:
+        The model from :func:`create_model`.
+
+    Shape:
+        (N, 3, H, W) -> (N, 1, H, W) binary, (N, num_classes, H, W) multiclass logits.
+
+    Taught in: notebooks/07_training.ipynb
+    """
+    out_channels = 1 if cfg.data.task == "binary" else num_classes
+    weights = cfg.model.encoder_weights if pretrained else None
+    decoder_channels = decoder_channels_for(cfg.model.arch, cfg.model.decoder)
+    return create_model(cfg.model.arch, cfg.model.encoder, weights, out_channels, decoder_channels=decoder_channels)

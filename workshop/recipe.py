@@ -456,19 +456,19 @@ def choose_passes_per_epoch(plan: RecipePlan, available_s: float) -> int:
 def train_loader_for(plan: RecipePlan, train_ds: Dataset, cfg: Config, device: torch.device | None = None):
     """The training DataLoader of ``plan``: its batch size, drop_last and passes per epoch, a seeded shuffle.
 
-    ``engine.fit`` re-seeds ``loader.generator`` every epoch; the sampler draws from the same
-    generator, so the order of every epoch follows from the seed.
+    Built by ``make_train_val_loaders`` (notebook 04's exercise). ``engine.fit`` re-seeds
+    ``loader.generator`` every epoch; the sampler draws from the same generator, so the order of
+    every epoch follows from the seed.
     """
-    from workshop.env import data_loader_kwargs
-
-    generator = torch.Generator().manual_seed(cfg.train.seed)
-    kwargs = data_loader_kwargs(device or torch.device("cpu"), cfg.data.num_workers)
-    sampler = torch.utils.data.RandomSampler(train_ds, num_samples=plan.passes_per_epoch * len(train_ds), generator=generator)
-    return torch.utils.data.DataLoader(train_ds, batch_size=plan.batch_size, sampler=sampler, drop_last=plan.drop_last,
-                                       generator=generator, **kwargs)
+    return loaders_for(plan, train_ds, train_ds, cfg, device)[0]
 
 
-# ----------------------------------------------------------------------------- data in memory
+def loaders_for(plan: RecipePlan, train_ds: Dataset, val_ds: Dataset, cfg: Config, device: torch.device | None = None):
+    """``(train_loader, val_loader)`` of ``plan`` with ``make_train_val_loaders`` (notebook 04's exercise)."""
+    from workshop.data.loaders import make_train_val_loaders
+
+    return make_train_val_loaders(train_ds, val_ds, plan.batch_size, cfg.data.num_workers, device, cfg.train.seed,
+                                  drop_last=plan.drop_last, passes=plan.passes_per_epoch)
 
 
 class InMemoryDataset(Dataset):
@@ -588,7 +588,6 @@ def prepare_data(
         :class:`PreparedData`.
     """
     from workshop.data.loaders import make_datasets
-    from workshop.env import data_loader_kwargs
     from workshop.fingerprint import fingerprint_dataset, fingerprint_masks
 
     probe = RecipePlan(num_train=0, batch_size=0, drop_last=False, steps_per_epoch=0, epochs=0, total_steps=0)
@@ -629,9 +628,7 @@ def prepare_data(
     eff = copy.deepcopy(cfg_v)
     eff.data.batch_size = plan.batch_size
     eff.train.epochs = plan.epochs
-    kwargs = data_loader_kwargs(device or torch.device("cpu"), eff.data.num_workers)
-    train_loader = train_loader_for(plan, train_ds, eff, device)
-    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=plan.batch_size, shuffle=False, drop_last=False, **kwargs)
+    train_loader, val_loader = loaders_for(plan, train_ds, val_ds, eff, device)
     return PreparedData(eff, train_ds, val_ds, train_loader, val_loader, plan, device)
 
 

@@ -24,6 +24,8 @@ import torch
 from workshop import distributed
 from workshop.config import Config, load_config, save_config
 from workshop.engine import FitResult, fit, make_optimizer, make_scheduler
+from workshop.hooks import ChannelsLast, CheckpointExtras, EpochEnd, Hook, TrainingMetrics
+from workshop.models import build_model  # noqa: F401  (here before: workshop.runs.build_model)
 from workshop.env import get_device, seed_everything
 from workshop.errors import WorkshopError
 
@@ -37,30 +39,6 @@ def new_run_dir(base: str | os.PathLike, name: str = "run") -> Path:
         n += 1
         path = Path(base) / f"{name}-{stamp}-{n}"
     return path
-
-
-def build_model(cfg: Config, num_classes: int, pretrained: bool = True):
-    """The model of ``cfg`` (arch, encoder, weights, decoder) with the output channels of the task.
-
-    Args:
-        cfg: the configuration (``cfg.model`` and ``cfg.data.task``).
-        num_classes: classes of a multiclass task (a binary task always has 1 output channel).
-        pretrained: False builds the same network without loading weights (to load a checkpoint).
-
-    Returns:
-        The model from :func:`workshop.models.create_model`.
-
-    Shape:
-        (N, 3, H, W) -> (N, 1, H, W) binary, (N, num_classes, H, W) multiclass logits.
-
-    Taught in: notebooks/07_training.ipynb
-    """
-    from workshop.models import create_model, decoder_channels_for
-
-    out_channels = 1 if cfg.data.task == "binary" else num_classes
-    weights = cfg.model.encoder_weights if pretrained else None
-    decoder_channels = decoder_channels_for(cfg.model.arch, cfg.model.decoder)
-    return create_model(cfg.model.arch, cfg.model.encoder, weights, out_channels, decoder_channels=decoder_channels)
 
 
 def train_from_config(
@@ -148,7 +126,7 @@ def train_from_config(
         # a budgeted run: a schedule in steps that the recipe re-plans against the clock after every epoch
         scheduler = recipe.StepSchedule(optimizer, cfg.train.scheduler, cfg.train.lr, plan.total_steps)
         if cfg.train.max_minutes and distributed.world_size() == 1:  # re-planning per rank would diverge;
-            # under torchrun the plan is rank 0's and rank 0's clock stops every rank (engine.train_one_epoch)
+            # under torchrun the plan is rank 0's and rank 0's clock stops every rank (budget.Budget)
             keeper = recipe.BudgetKeeper(plan, scheduler, t_budget + cfg.train.max_minutes * 60,
                                          cfg.train.max_minutes * 60, log, grow=recorded is None)
     else:
@@ -168,19 +146,17 @@ def train_from_config(
         log(f"epoch {h['epoch']:>3}/{cfg.train.epochs}  train loss {h['train_loss']:.4f}  "
             f"val loss {h['val_loss']:.4f}  val IoU {h['val_iou']:.4f}  val Dice {h['val_dice']:.4f}  "
             f"({h['epoch_time_s']:.1f}s)")
-        if keeper is not None:
-            keeper(history)
-        if on_epoch_end is not None:
-            on_epoch_end(history)
 
+    hooks = run_hooks(cfg, device, num_classes, keeper.max_steps if keeper else plan.total_steps,
+                      t_budget + cfg.train.max_minutes * 60 if cfg.train.max_minutes else None,
+                      [EpochEnd(report), *([keeper] if keeper else [])],
+                      CheckpointExtras(config=cfg.to_dict(), class_names=names, recipe=plan.to_dict()))
+    shard_train, shard_val = distributed.shard_loaders(train_loader, val_loader)  # torchrun: this rank's share
     result = fit(  # under a budget the steps end the run; the epochs only bound a schedule the clock stretches
-        model, train_loader, val_loader, loss_fn, optimizer, 10 * cfg.train.epochs + 10 if keeper and keeper.grow else cfg.train.epochs, device,
-        scheduler=scheduler, run_dir=run_path, num_classes=num_classes, monitor=cfg.train.monitor,
-        threshold=cfg.train.threshold, ignore_index=cfg.data.ignore_index, **precision,
-        max_minutes=cfg.train.max_minutes, seed=cfg.train.seed, progress=cfg.train.progress,
-        resume=resume, on_epoch_end=report, max_steps=keeper.max_steps if keeper else plan.total_steps,
-        deadline=t_budget + cfg.train.max_minutes * 60 if cfg.train.max_minutes else None,
-        extra_state={"config": cfg.to_dict(), "class_names": names, "recipe": plan.to_dict()},
+        model, shard_train, shard_val, loss_fn, optimizer, 10 * cfg.train.epochs + 10 if keeper and keeper.grow else cfg.train.epochs,
+        device, scheduler, run_dir=run_path, num_classes=num_classes, monitor=cfg.train.monitor, seed=cfg.train.seed,
+        resume=resume, amp=cfg.train.amp and cfg.train.amp_dtype, progress=cfg.train.progress and distributed.is_main(),
+        on_epoch_end=on_epoch_end, hooks=hooks,
     )
     result.summary["replans"] = keeper.replans if keeper else []
     if result.history and distributed.is_main():
@@ -191,6 +167,22 @@ def train_from_config(
 
 
 MAX_REPORT_LINES = 20
+
+
+def run_hooks(cfg: Config, device: torch.device, num_classes: int, max_steps: int | Callable[[int], int] | None,
+              deadline: float | None, on_epoch: list[Hook] = (), *more: Hook) -> list[Hook]:
+    """The machinery's hooks of a run from ``cfg``, in order, for ``engine.fit``.
+
+    Channels-last memory (``train.channels_last`` on CUDA), the metrics' threshold and ignore index,
+    torchrun, what every checkpoint stores (``more``), the per-epoch log and budget keeper
+    (``on_epoch``), then the time budget and the step cap (last: it reads the plan as re-made).
+    """
+    from workshop.budget import Budget
+
+    hooks: list[Hook] = [ChannelsLast(device)] if cfg.train.channels_last and device.type == "cuda" else []
+    hooks += [TrainingMetrics(num_classes, cfg.data.ignore_index, cfg.train.threshold), distributed.DistributedHooks(device),
+              *more, *on_epoch, Budget(cfg.train.max_minutes, max_steps, deadline, device)]
+    return hooks
 
 
 def check_data(cfg: Config, log: Callable[[str], None] = print):

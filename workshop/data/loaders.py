@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from workshop.config import Config
 from workshop.data.io import LabelMap
@@ -75,11 +75,14 @@ def make_train_val_loaders(
     num_workers: int = 0,
     device: torch.device | None = None,
     seed: int = 0,
+    drop_last: bool | None = None,
+    passes: int = 1,
 ) -> tuple[DataLoader, DataLoader]:
     """The training loader (shuffled, last incomplete batch dropped) and the validation loader (in order, every item).
 
     The training loader drops its last incomplete batch only when the training set holds more
-    than one batch (otherwise an epoch would have no batch at all).
+    than one batch (otherwise an epoch would have no batch at all). The recipe (``workshop train``,
+    notebook 07) builds its loaders here too, with its own ``drop_last`` and ``passes``.
 
     Args:
         train_ds: training data set.
@@ -88,6 +91,9 @@ def make_train_val_loaders(
         num_workers: worker processes that load batches (0: in the main process).
         device: where the batches go; pinned memory on CUDA.
         seed: seed of the training shuffle (the same seed gives the same order of epochs).
+        drop_last: drop the training loader's last incomplete batch; None: when the set holds more than a batch.
+        passes: passes over the training set in one epoch (a small set under a time budget, see
+            ``workshop.recipe.choose_passes_per_epoch``).
 
     Returns:
         (train_loader, val_loader).
@@ -99,16 +105,20 @@ def make_train_val_loaders(
     """
     from workshop.env import data_loader_kwargs
 
-    kwargs = data_loader_kwargs(device or torch.device("cpu"), num_workers)
+    device = device or torch.device("cpu")
+    generator = torch.Generator().manual_seed(seed)
+    several = RandomSampler(train_ds, num_samples=passes * len(train_ds), generator=generator) if passes > 1 else None
     train_loader = DataLoader(
         train_ds,
         batch_size=batch_size,
-        shuffle=True,  # a new order every epoch
-        drop_last=len(train_ds) > batch_size,  # no tiny last batch (BatchNorm cannot train on 1 item)
-        generator=torch.Generator().manual_seed(seed),
-        **kwargs,
+        shuffle=several is None,  # a new order every epoch
+        sampler=several,  # or several passes, each in a new order
+        drop_last=len(train_ds) > batch_size if drop_last is None else drop_last,  # no tiny last batch (BatchNorm)
+        generator=generator,
+        **data_loader_kwargs(device, num_workers),
     )
-    val_loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, drop_last=False, **kwargs)
+    val_loader = DataLoader(val_ds, batch_size=batch_size, shuffle=False, drop_last=False,
+                            **data_loader_kwargs(device, num_workers))
     return train_loader, val_loader
 
 

@@ -37,10 +37,10 @@ from workshop.instance.data import (
 from workshop.instance.engine import load_instance_model, train_stages, training_step
 from workshop.instance.evaluate import evaluate_map, greedy_match, mask_iou_matrix, per_instance_iou
 from workshop.instance.model import create_maskrcnn, parameter_counts, replace_predictors, set_trainable_parts
-from workshop.instance.plan import BudgetTooSmall, StagePlan, plan_steps
+from workshop.instance.plan import BudgetTooSmall, plan_steps
 from workshop.instance.polygons import denormalize_polygon, normalize_polygon
 from workshop.instance.sizing import fit_detector, measure_objects
-from workshop.instance.stages import Stage, load_stages
+from workshop.instance.stages import Stage, StagePlan, load_stages
 from workshop.instance.viz import show_image_with_masks
 
 __all__ = [

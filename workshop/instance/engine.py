@@ -2,7 +2,7 @@
 
 One step (:func:`training_step`): a batch of images -> the model's dict of losses (under autocast
 when AMP is on) -> their sum -> backward -> gradient clipping -> an SGD / AdamW step at the
-learning rate of :func:`workshop.instance.plan.stage_lr`. :func:`train_stages` runs the steps of a
+learning rate of :func:`workshop.instance.stages.stage_lr`. :func:`train_stages` runs the steps of a
 plan stage by stage; a stage sets what is trainable and starts a fresh optimiser.
 
 The data path of a step::
@@ -49,8 +49,7 @@ from workshop.engine import CHECKPOINT_DIR, load_checkpoint, save_checkpoint, wr
 from workshop.errors import TrainingError, WorkshopError
 from workshop.instance.data import collate_detection
 from workshop.instance.model import resolve_parts, set_trainable_parts
-from workshop.instance.plan import StagePlan, stage_lr
-from workshop.instance.stages import Stage
+from workshop.instance.stages import Stage, StagePlan, stage_lr
 
 __all__ = [
     "Hook", "StepBatches", "amp_dtype", "batch_indices", "load_instance_model", "load_resume_state", "loader_settings",

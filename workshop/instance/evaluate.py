@@ -318,7 +318,7 @@ def evaluate_instance_run(
 
     from workshop.env import get_device
     from workshop.errors import WorkshopError
-    from workshop.evaluate import choose_split, require_own_split
+    from workshop.data.splits import choose_split, require_own_split
     from workshop.instance.data import detection_dataset, detection_splits, open_instance_source
     from workshop.instance.engine import load_instance_model, run_config
     from workshop.instance.viz import save_predictions

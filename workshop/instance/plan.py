@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 from workshop.errors import ConfigError
-from workshop.instance.stages import Stage
+from workshop.instance.stages import Stage, StagePlan, stage_lr  # noqa: F401  (the book's; named here too)
 
 __all__ = ["BudgetTooSmall", "StagePlan", "plan_steps", "refit_remaining", "scale_steps", "stage_lr"]
 
@@ -55,30 +55,6 @@ class BudgetTooSmall(ConfigError):
     def __init__(self, message: str, need_seconds: float = 0.0) -> None:
         super().__init__(message)
         self.need_seconds = need_seconds
-
-
-@dataclass
-class StagePlan:
-    """One stage, in optimiser steps.
-
-    Attributes:
-        title: the stage's title.
-        steps: optimiser steps of the stage.
-        full_steps: steps of the YAML plan (``epochs * steps_per_epoch``).
-        lr_step: StepLR period in steps (the rate is multiplied by ``gamma`` every ``lr_step`` steps).
-        warmup_steps: linear warm-up steps at the start of the stage.
-        seconds_per_step: measured (or None when no budget was given).
-    """
-
-    title: str
-    steps: int
-    full_steps: int
-    lr_step: int
-    warmup_steps: int
-    seconds_per_step: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def scale_steps(full: Sequence[int], seconds: Sequence[float], available: float, min_steps: int | Sequence[int]) -> list[int]:
@@ -232,18 +208,3 @@ def refit_remaining(plans: Sequence[StagePlan], k: int, done: int, seconds_per_s
             plan.warmup_steps = min(plan.warmup_steps, new_total // 2)
         plan.steps = new_total
     return sum(new) / sum(rest)
-
-
-def stage_lr(stage: Stage, plan: StagePlan, step: int) -> float:
-    """The learning rate at ``step`` (0-based) of a stage: linear warm-up, then StepLR in steps.
-
-    Example:
-        >>> st = Stage("a", epochs=1, lr=0.1, step_size=1, gamma=0.5, warmup_steps=2)
-        >>> p = StagePlan("a", steps=10, full_steps=10, lr_step=4, warmup_steps=2)
-        >>> [round(stage_lr(st, p, t), 4) for t in (0, 1, 2, 4, 8)]
-        [0.0001, 0.05, 0.1, 0.05, 0.025]
-    """
-    lr = stage.lr * stage.gamma ** (step // plan.lr_step)
-    if step < plan.warmup_steps:
-        lr *= 1e-3 + (1 - 1e-3) * step / plan.warmup_steps
-    return lr

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -222,3 +222,42 @@ def load_stages(path: str | Path) -> list[Stage]:
     if "stages" not in data:
         raise ConfigError(f"{path}: no 'stages' list")
     return stages_from_list(data["stages"], source=str(path))
+
+
+@dataclass
+class StagePlan:
+    """One stage, in optimiser steps.
+
+    Attributes:
+        title: the stage's title.
+        steps: optimiser steps of the stage.
+        full_steps: steps of the YAML plan (``epochs * steps_per_epoch``).
+        lr_step: StepLR period in steps (the rate is multiplied by ``gamma`` every ``lr_step`` steps).
+        warmup_steps: linear warm-up steps at the start of the stage.
+        seconds_per_step: measured (or None when no budget was given).
+    """
+
+    title: str
+    steps: int
+    full_steps: int
+    lr_step: int
+    warmup_steps: int
+    seconds_per_step: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stage_lr(stage: Stage, plan: StagePlan, step: int) -> float:
+    """The learning rate at ``step`` (0-based) of a stage: linear warm-up, then StepLR in steps.
+
+    Example:
+        >>> st = Stage("a", epochs=1, lr=0.1, step_size=1, gamma=0.5, warmup_steps=2)
+        >>> p = StagePlan("a", steps=10, full_steps=10, lr_step=4, warmup_steps=2)
+        >>> [round(stage_lr(st, p, t), 4) for t in (0, 1, 2, 4, 8)]
+        [0.0001, 0.05, 0.1, 0.05, 0.025]
+    """
+    lr = stage.lr * stage.gamma ** (step // plan.lr_step)
+    if step < plan.warmup_steps:
+        lr *= 1e-3 + (1 - 1e-3) * step / plan.warmup_steps
+    return lr

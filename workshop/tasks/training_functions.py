@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from workshop.engine import train_epoch_simple
+from workshop.engine import train_one_epoch
 from workshop.losses import dice_loss
 from workshop.metrics import iou_score
 from workshop.tasks.core import Check, CheckFailure, Exercise, expect
@@ -490,7 +490,7 @@ TRAIN_ONE_EPOCH = Exercise(
     name="train_one_epoch",
     notebook="06_train_val_functions.ipynb",
     stub=TRAIN_ONE_EPOCH_STUB,
-    reference=train_epoch_simple,
+    reference=train_one_epoch,
     checks=[
         Check("mean loss", _check_epoch_mean),
         Check("weights after two steps", _check_epoch_weights),

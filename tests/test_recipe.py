@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -320,8 +321,12 @@ def test_budgeted_run_completes_its_schedule_inside_the_budget(folder_cfg, tmp_p
     # a wide reserve for a busy test machine; the recipe re-plans after every (short) epoch anyway
     monkeypatch.setattr(workshop.budget, "BUDGET_RESERVE", 0.3)
     folder_cfg.train.max_minutes = 0.15
-    result = train_from_config(folder_cfg, run_dir=tmp_path / "run", log=lambda s: None)
+    logged: list[str] = []
+    result = train_from_config(folder_cfg, run_dir=tmp_path / "run", log=logged.append)
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["recipe"]
+    # the log counts epochs against the plan as it stands (never "epoch 15/14" after a stretch)
+    shown = [tuple(map(int, m.groups())) for m in map(re.compile(r"^epoch +(\d+)/(\d+) ").match, logged) if m]
+    assert len(shown) == len(result.history) and all(k <= n for k, n in shown), shown
     steps = sum(h["steps"] for h in result.history)
     # not "time budget ... reached": the schedule ran to its end (the plan, or its re-plan against the clock)
     assert result.stopped_reason in ("finished", f"schedule complete: {steps} optimiser steps")

@@ -143,7 +143,10 @@ def train_from_config(
 
     def report(history: list[dict[str, Any]]) -> None:
         h = history[-1]
-        log(f"epoch {h['epoch']:>3}/{cfg.train.epochs}  train loss {h['train_loss']:.4f}  "
+        planned = cfg.train.epochs  # a re-planned budget changes the steps: count the epochs they make now
+        if keeper is not None:
+            planned = max(h["epoch"], -(-keeper.total // max(plan.steps_per_epoch, 1)))
+        log(f"epoch {h['epoch']:>3}/{planned}  train loss {h['train_loss']:.4f}  "
             f"val loss {h['val_loss']:.4f}  val IoU {h['val_iou']:.4f}  val Dice {h['val_dice']:.4f}  "
             f"({h['epoch_time_s']:.1f}s)")
 

@@ -579,3 +579,16 @@ def test_a_budgeted_run_calibrates_with_its_own_precision(tmp_path, monkeypatch)
     with pytest.raises(Stop):
         train_from_config(cfg, run_dir=tmp_path / "run", log=lambda line: None)
     assert (seen["amp"], seen["amp_dtype"], seen["channels_last"], seen["sync_bn"]) == (True, "bfloat16", True, False)
+
+
+def test_a_cuda_that_answers_yes_without_a_card_sizes_nothing(monkeypatch) -> None:
+    """torch.cuda.is_available() can say True where no card answers (a broken driver, a test's fake)."""
+    import workshop.config
+
+    def no_card(index: int = 0):
+        raise RuntimeError("Found no NVIDIA driver on your system.")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", no_card)
+    assert workshop.config.detect_gpu_card() is None
+    assert workshop.config.load_config(profile="gpu").profile == "gpu"

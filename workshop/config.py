@@ -263,7 +263,10 @@ def detect_gpu_card() -> GpuCard | None:
 
     if not torch.cuda.is_available():
         return None
-    props = torch.cuda.get_device_properties(0)
+    try:
+        props = torch.cuda.get_device_properties(0)
+    except (RuntimeError, AssertionError):  # CUDA said yes but no card answers (a broken driver): no sizing
+        return None
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows

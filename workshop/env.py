@@ -183,6 +183,9 @@ class WorkerSeeding:
     def __init__(self, seed: int = 0) -> None:
         self.epoch_seed = torch.full((1,), int(seed), dtype=torch.int64).share_memory_()
 
+    def __repr__(self) -> str:  # printed in notebook 04: no memory address, the same on every run
+        return f"WorkerSeeding(epoch_seed={int(self.epoch_seed.item())})"
+
     def set_epoch_seed(self, seed: int) -> None:
         """Main process: the seed of the epoch about to start (the workers read it at their next item)."""
         self.epoch_seed.fill_(int(seed))

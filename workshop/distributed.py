@@ -16,7 +16,7 @@ What changes, and what does not, under torchrun:
 * **The global batch.** ``data.batch_size`` is the global batch: each of the ``W`` ranks loads
   ``batch_size / W`` images per step and DDP averages the gradients, so one optimiser step sees
   the same ``batch_size`` images whatever ``W`` is. The learning rate and the schedule (sized in
-  optimiser steps) therefore stay as they are; see the README for the rule when you change the
+  optimiser steps) therefore stay as they are; see docs/distributed.md for the rule when you change the
   batch itself.
 * **Data.** Training uses ``DistributedSampler``, re-seeded every epoch from ``seed * 1000 + epoch``
   (like the single-process shuffle), so the ranks see disjoint shards of one permutation and step

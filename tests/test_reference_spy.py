@@ -35,6 +35,8 @@ from PIL import Image
 
 from workshop.tasks import TEACHING_ONLY, all_exercises
 
+from tests.test_instance_cli import TINY
+
 # Twins another branch is replacing (issue 23): remove a name when its reference runs.
 PENDING_OTHER_WORK: dict[str, str] = {}
 
@@ -136,14 +138,7 @@ BINARY = "data: {num_workers: 0}\nmodel: {encoder_weights: null}\ntrain: {device
 MULTICLASS = ("data: {{source: folder, root: '{root}', class_masks: true, task: multiclass, num_workers: 0}}\n"
               "model: {{arch: tv_deeplabv3_mobilenet_v3_large, encoder_weights: null}}\n"
               "train: {{device: cpu, loss: dice_ce}}\n")
-INSTANCE = """\
-data: {source: embedded, task: instance, num_images: 16, image_size: 64}
-train: {device: cpu}
-instance: {image_size: 64, batch_size: 2, min_stage_steps: 2, checkpoint_every: 2, eval_every_stage: false}
-stages:
-  - {title: heads, epochs: 1, lr: 0.01, step_size: 1, trainable: heads, warmup_steps: 2}
-  - {title: all, epochs: 1, lr: 0.005, step_size: 1, trainable: all}
-"""
+INSTANCE = TINY  # the tiny Mask R-CNN run of tests/test_instance_cli.py
 
 
 def _images(folder: Path, n: int = 2, size: int = 48) -> Path:
